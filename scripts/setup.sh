@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# One-command, idempotent workspace setup.
+#   - creates .venv (with system site-packages when a system ROS 2 is sourced),
+#   - installs the pinned Python dependencies (requirements.txt),
+#   - installs ROS 2 Kilted from PyPI wheels when no system ROS 2 is sourced,
+#   - builds the colcon workspace (act_msgs + the three ament_python packages),
+#   - installs act_training and mirror_arm_sim into the venv in editable mode.
+# Each step is skipped when its inputs did not change (stamps in .venv/.stamps), so a second
+# run takes seconds. Afterwards: `source scripts/activate.sh`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+STAMPS="$VENV/.stamps"
+PY=${PYTHON:-python3}
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+stamp_set() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
+
+SYSTEM_ROS=0
+if [ -n "${ROS_DISTRO:-}" ] && [ -d "/opt/ros/${ROS_DISTRO}" ]; then
+  SYSTEM_ROS=1
+  log "using system ROS 2 '${ROS_DISTRO}' from /opt/ros/${ROS_DISTRO}"
+fi
+
+# 1. venv
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  if [ "$SYSTEM_ROS" = 1 ]; then "$PY" -m venv --system-site-packages "$VENV"; else "$PY" -m venv "$VENV"; fi
+  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+fi
+PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+
+# 2. Python dependencies
+h=$(hash_of requirements.txt)
+if ! stamp_ok python-deps "$h"; then
+  log "installing Python dependencies (requirements.txt; torch is large, first run takes minutes)"
+  "${PIP[@]}" -r requirements.txt 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -c "import torch, torchvision, mujoco, h5py, cv2, rosbags, gymnasium" \
+    || { echo "[setup] Python dependencies failed to import" >&2; exit 1; }
+  stamp_set python-deps "$h"
+fi
+
+# 3. ROS 2 from PyPI wheels (only without a system ROS 2)
+if [ "$SYSTEM_ROS" = 0 ]; then
+  h=$(hash_of requirements-ros.txt)
+  if ! stamp_ok ros-wheels "$h"; then
+    log "installing ROS 2 Kilted wheels (requirements-ros.txt)"
+    "${PIP[@]}" -r requirements-ros.txt 2>&1 | grep -v "is ignored" || true
+    # The wheels' CMake exports name the Python they were built with: repoint them.
+    PYINC=$("$VENV/bin/python" -c "import sysconfig;print(sysconfig.get_paths()['include'])")
+    NPINC=$("$VENV/bin/python" -c "import numpy;print(numpy.get_include())")
+    grep -rl /opt/python/cp311-cp311/ "$VENV/share" --include='*.cmake' | xargs -r sed -i \
+      -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" \
+      -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
+    "$VENV/bin/python" -c "import rclpy, std_msgs.msg, sensor_msgs.msg, std_srvs.srv" \
+      || { echo "[setup] ROS 2 wheels failed to import" >&2; exit 1; }
+    stamp_set ros-wheels "$h"
+  fi
+fi
+touch "$VENV/COLCON_IGNORE"  # else colcon finds the 60+ ROS packages inside the venv
+
+# 4. colcon build (interfaces + ament_python packages, symlinked so edits are live)
+h=$(find src colcon.meta -type f \( -name '*.msg' -o -name 'CMakeLists.txt' -o -name 'package.xml' \
+      -o -name 'setup.py' -o -name 'setup.cfg' -o -name 'colcon.meta' -o -name '*.launch.py' \
+      -o -name '*.yaml' \) -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)
+if ! stamp_ok colcon "$h" || [ ! -f install/setup.bash ]; then
+  log "building the workspace with colcon"
+  (
+    set +u
+    # shellcheck disable=SC1091
+    [ "$SYSTEM_ROS" = 1 ] && source "/opt/ros/${ROS_DISTRO}/setup.bash"
+    source "$VENV/bin/activate"
+    [ "$SYSTEM_ROS" = 0 ] && export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+    set -u
+    "$VENV/bin/python" -m colcon build --base-paths src --symlink-install \
+      --event-handlers console_cohesion- summary+ \
+      --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF
+  )
+  stamp_set colcon "$h"
+fi
+
+# 5. plain-pip editable installs, so `python -c "import act_training"` works without sourcing
+h=$(hash_of src/act_training/setup.py src/mirror_arm_sim/setup.py src/act_policy_node/setup.py)
+if ! stamp_ok pip-editable "$h"; then
+  log "installing mirror_arm_sim, act_training, act_policy_node into the venv (editable)"
+  "${PIP[@]}" --no-deps --no-build-isolation -e src/mirror_arm_sim -e src/act_training \
+    -e src/act_policy_node >/dev/null 2>&1 || { echo "[setup] editable install failed" >&2; exit 1; }
+  stamp_set pip-editable "$h"
+fi
+
+log "ready. Activate with:  source scripts/activate.sh"

@@ -1,0 +1,1 @@
+"""rclpy node running an ACT policy."""

@@ -1,0 +1,1 @@
+"""ACT training, policy runtime, executors, evaluation and bag conversion."""

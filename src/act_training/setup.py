@@ -1,0 +1,31 @@
+"""act_training: installable by colcon (ament_python) and by plain pip."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "act_training"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    package_data={PACKAGE: ["config/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/config", glob(f"{PACKAGE}/config/*.yaml")),
+    ],
+    install_requires=[
+        "mirror_arm_sim", "numpy", "h5py", "pyyaml", "torch", "torchvision", "tqdm",
+        "matplotlib", "rosbags", "opencv-python-headless", "imageio", "imageio-ffmpeg",
+    ],
+    zip_safe=True,
+    maintainer="ACT mirror-transfer maintainers",
+    maintainer_email="maintainers@act-mirror-transfer.dev",
+    description="ACT training, policy runtime, executors, mirrored evaluation, bag conversion.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+        ],
+    },
+)

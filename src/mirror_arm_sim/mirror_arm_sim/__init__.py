@@ -1,0 +1,1 @@
+"""The mirrored two-arm cell. Importing this package does not import mujoco or torch."""
