@@ -1,0 +1,212 @@
+"""Turning predicted action chunks into one action per control step (numpy only).
+
+Shared by the evaluator (`act_training.evaluate`) and the ROS policy node, so both execute a
+policy identically. Two strategies (docs/architecture.md, "Executors"):
+
+- `ChunkedExecutor`: query the policy, run the chunk's first `n_execute` actions open-loop,
+  query again (ACT without ensembling; `n_execute` defaults to the chunk size).
+- `TemporalEnsembleExecutor`: query every `query_period` steps (ACT: every step); the action for
+  step t is the normalised weighted sum of every stored prediction for t,
+
+      a_t = sum_i w_i * pred_i(t) / sum_i w_i,   w_i = exp(-k * i),  i = 0 the OLDEST prediction,
+
+  kept in O(chunk_size * action_dim) memory: since a new prediction for t is always the
+  youngest, its weight is exp(-k * n_t) with n_t the number already stored for t, so a ring
+  buffer of running weighted sums (one row per future step) is exact.
+
+Time model (both executors). `step` is the control tick: `next_action()` returns the action for
+the current tick (or None when no stored chunk covers it) and ALWAYS advances one tick, so the
+executor keeps real time even while a slow inference is in flight. `add_chunk(chunk, step=s)`
+registers a chunk predicted from the observation taken at tick `s` (default: the current tick):
+`chunk[j]` is the action for tick `s + j`. A late chunk (`s < step`) is aligned — its entries
+for ticks already executed are dropped. Chunks must be added in non-decreasing `s`.
+
+Typical synchronous loop (the evaluator):
+
+    ex = make_executor("ensemble", chunk_size=C, action_dim=A)
+    ex.reset()
+    while running:
+        if ex.needs_query():
+            ex.add_chunk(policy(obs))
+        obs = env.step(ex.next_action())
+
+Asynchronous loop (the node): on a tick where `needs_query()` is true, start inference on that
+tick's observation and remember the tick `s`; keep calling `next_action()` every tick; when the
+inference returns, call `add_chunk(chunk, step=s)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ChunkedExecutor", "Executor", "TemporalEnsembleExecutor", "make_executor", "EXECUTOR_MODES"]
+
+EXECUTOR_MODES = ("chunked", "ensemble")
+
+
+class Executor:
+    """Common state and checks for the executors (see module docstring for the time model)."""
+
+    mode = "base"
+
+    def __init__(self, chunk_size: int, action_dim: int) -> None:
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if int(action_dim) < 1:
+            raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+        self.chunk_size = int(chunk_size)
+        self.action_dim = int(action_dim)
+        self.step = 0
+        self.last_query_step: int | None = None  # tick of the newest chunk's observation
+
+    def reset(self) -> None:
+        """Forget every chunk and restart at tick 0."""
+        self.step = 0
+        self.last_query_step = None
+
+    def _check_chunk(self, chunk, step: int | None) -> tuple[np.ndarray, int]:
+        chunk = np.asarray(chunk, dtype=np.float64)
+        if chunk.shape != (self.chunk_size, self.action_dim):
+            raise ValueError(
+                f"{type(self).__name__}: chunk shape {chunk.shape}, expected "
+                f"({self.chunk_size}, {self.action_dim})"
+            )
+        s = self.step if step is None else int(step)
+        if s > self.step:
+            raise ValueError(f"chunk from future tick {s} (current tick {self.step})")
+        if self.last_query_step is not None and s < self.last_query_step:
+            raise ValueError(
+                f"chunks must be added in non-decreasing tick order: got {s} after {self.last_query_step}"
+            )
+        return chunk, s
+
+    def needs_query(self) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def add_chunk(self, chunk, step: int | None = None) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def next_action(self) -> np.ndarray | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"{name}(chunk_size={self.chunk_size}, action_dim={self.action_dim}, step={self.step})"
+
+
+class ChunkedExecutor(Executor):
+    """Run `n_execute` actions of each chunk open-loop, then ask for a new chunk.
+
+    After `n_execute` actions the executor wants a query, but while the new chunk is not there
+    yet it keeps returning the current chunk's later actions (useful with asynchronous
+    inference); past the chunk's end `next_action()` returns None.
+    """
+
+    mode = "chunked"
+
+    def __init__(self, chunk_size: int, action_dim: int, n_execute: int | None = None) -> None:
+        super().__init__(chunk_size, action_dim)
+        n = self.chunk_size if n_execute is None else int(n_execute)
+        if not 1 <= n <= self.chunk_size:
+            raise ValueError(f"n_execute must be in [1, chunk_size={self.chunk_size}], got {n_execute}")
+        self.n_execute = n
+        self._chunk = np.zeros((self.chunk_size, self.action_dim), dtype=np.float64)
+        self._has_chunk = False
+
+    def reset(self) -> None:
+        super().reset()
+        self._has_chunk = False
+
+    def needs_query(self) -> bool:
+        return not self._has_chunk or self.step - self.last_query_step >= self.n_execute
+
+    def add_chunk(self, chunk, step: int | None = None) -> None:
+        chunk, s = self._check_chunk(chunk, step)
+        self._chunk[:] = chunk
+        self._has_chunk = True
+        self.last_query_step = s
+
+    def next_action(self) -> np.ndarray | None:
+        action = None
+        if self._has_chunk:
+            j = self.step - self.last_query_step
+            if j < self.chunk_size:
+                action = self._chunk[j].astype(np.float32)
+        self.step += 1
+        return action
+
+
+class TemporalEnsembleExecutor(Executor):
+    """ACT temporal ensembling in O(chunk_size * action_dim) memory (see module docstring).
+
+    Row `t % chunk_size` of the ring buffer holds, for tick t in [step, step + chunk_size), the
+    running sums  S_t = sum_i w_i pred_i(t),  W_t = sum_i w_i  and the count n_t.
+    """
+
+    mode = "ensemble"
+
+    def __init__(self, chunk_size: int, action_dim: int, k: float = 0.01, query_period: int = 1) -> None:
+        super().__init__(chunk_size, action_dim)
+        if not np.isfinite(k):
+            raise ValueError(f"k must be finite, got {k}")
+        if not 1 <= int(query_period) <= self.chunk_size:
+            raise ValueError(f"query_period must be in [1, chunk_size={self.chunk_size}], got {query_period}")
+        self.k = float(k)
+        self.query_period = int(query_period)
+        self._sum = np.zeros((self.chunk_size, self.action_dim), dtype=np.float64)
+        self._wsum = np.zeros(self.chunk_size, dtype=np.float64)
+        self._count = np.zeros(self.chunk_size, dtype=np.int64)
+
+    def reset(self) -> None:
+        super().reset()
+        self._sum[:] = 0.0
+        self._wsum[:] = 0.0
+        self._count[:] = 0
+
+    def needs_query(self) -> bool:
+        return self.last_query_step is None or self.step - self.last_query_step >= self.query_period
+
+    def add_chunk(self, chunk, step: int | None = None) -> None:
+        chunk, s = self._check_chunk(chunk, step)
+        self.last_query_step = s
+        first = self.step - s  # entries before this are for ticks already executed
+        if first >= self.chunk_size:
+            return
+        ticks = np.arange(self.step, s + self.chunk_size)
+        rows = ticks % self.chunk_size
+        w = np.exp(-self.k * self._count[rows])
+        self._sum[rows] += w[:, None] * chunk[first:]
+        self._wsum[rows] += w
+        self._count[rows] += 1
+
+    def num_predictions(self) -> int:
+        """How many predictions are stored for the current tick."""
+        return int(self._count[self.step % self.chunk_size])
+
+    def next_action(self) -> np.ndarray | None:
+        r = self.step % self.chunk_size
+        action = None
+        if self._count[r] > 0:
+            action = (self._sum[r] / self._wsum[r]).astype(np.float32)
+        # Row r now becomes tick step + chunk_size: clear it.
+        self._sum[r] = 0.0
+        self._wsum[r] = 0.0
+        self._count[r] = 0
+        self.step += 1
+        return action
+
+
+def make_executor(
+    mode: str,
+    chunk_size: int,
+    action_dim: int,
+    n_execute: int | None = None,
+    k: float = 0.01,
+    query_period: int = 1,
+) -> Executor:
+    """Build an executor: "chunked" (uses `n_execute`) or "ensemble" (uses `k`, `query_period`)."""
+    if mode == "chunked":
+        return ChunkedExecutor(chunk_size, action_dim, n_execute=n_execute)
+    if mode in ("ensemble", "temporal_ensemble"):
+        return TemporalEnsembleExecutor(chunk_size, action_dim, k=k, query_period=query_period)
+    raise ValueError(f"unknown executor mode {mode!r}; choose one of {EXECUTOR_MODES}")
