@@ -14,6 +14,8 @@ training dataset (act_training) share it. Documented in docs/hdf5_layout.md.
 
 Writing is atomic: `DemoWriter` writes `<path>.tmp-<pid>` and renames it on `close()`; an
 exception inside the `with` block removes the temporary file and leaves `path` untouched.
+`add_episode` takes a whole episode; `begin_episode()` returns an `EpisodeAppender` for
+producers that stream steps (the rosbag converter) without holding an episode in memory.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class DemoWriter:
         self._f = h5py.File(self.tmp_path, "w")
         self._n = 0
         self._hw: tuple[int, int] | None = None
+        self._open_episode: EpisodeAppender | None = None
         a = self._f.attrs
         a["layout_version"] = LAYOUT_VERSION
         a["num_demos"] = 0
@@ -149,10 +152,24 @@ class DemoWriter:
         self._f.attrs["num_demos"] = self._n
         return self._n - 1
 
+    def begin_episode(self, attrs: dict | None = None, flush_every: int = 16) -> EpisodeAppender:
+        """Start an episode written incrementally (streaming), one step or a few at a time.
+
+        For producers that must not hold an episode in memory (the rosbag converter). Call
+        `append(...)` any number of times, then `commit()` (the episode becomes `demo_{i}`) or
+        `discard()`. One open episode at a time; `add_episode` is the whole-episode equivalent.
+        """
+        if self._open_episode is not None:
+            raise LayoutError("DemoWriter: an episode is already open; commit() or discard() it first")
+        self._open_episode = EpisodeAppender(self, f"demo_{self._n}", attrs or {}, flush_every)
+        return self._open_episode
+
     def close(self) -> Path:
         """Finish the file and move it into place."""
         if self._f is None:
             return self.path
+        if self._open_episode is not None:
+            raise LayoutError("DemoWriter.close(): an episode is still open; commit() or discard() it")
         self._f.close()
         self._f = None
         os.replace(self.tmp_path, self.path)
@@ -172,6 +189,103 @@ class DemoWriter:
             self.close()
         else:
             self.abort()
+
+
+class EpisodeAppender:
+    """One episode being written step by step (from `DemoWriter.begin_episode`).
+
+    Steps are buffered `flush_every` at a time and appended to resizable datasets, so memory
+    stays bounded however long the episode is. The file attribute `num_demos` only counts the
+    episode after `commit()`; `discard()` removes the group (a crash before `commit` is covered
+    by the writer's temporary file).
+    """
+
+    def __init__(self, writer: DemoWriter, name: str, attrs: dict, flush_every: int):
+        self._w, self.name, self._attrs = writer, name, dict(attrs)
+        self._flush_every = max(1, int(flush_every))
+        self._buf: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+        self._g = None
+        self.num_steps = 0
+
+    def append(self, images: dict[str, np.ndarray], qpos, action) -> None:
+        """Add one step: images camera -> (H, W, 3) uint8, qpos (state_dim,), action (action_dim,)."""
+        w = self._w
+        qpos = np.asarray(qpos, dtype=np.float32).reshape(-1)
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        if qpos.shape != (len(w.joint_names),):
+            raise LayoutError(f"{self.name}: qpos shape {qpos.shape}, expected ({len(w.joint_names)},)")
+        if action.shape != (len(w.action_names),):
+            raise LayoutError(f"{self.name}: action shape {action.shape}, expected ({len(w.action_names)},)")
+        if set(images) != set(w.camera_names):
+            raise LayoutError(f"{self.name}: cameras {sorted(images)}, expected {w.camera_names}")
+        for cam in w.camera_names:
+            im = images[cam]
+            if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
+                raise LayoutError(f"{self.name}: camera '{cam}': image {im.shape} {im.dtype}, "
+                                  "expected (H, W, 3) uint8")
+            if w._hw is not None and im.shape[:2] != tuple(w._hw):
+                raise LayoutError(f"{self.name}: camera '{cam}': image size {im.shape[:2]}, expected {w._hw}")
+            if w._hw is None:
+                w._hw = im.shape[:2]
+                w._f.attrs["image_height"], w._f.attrs["image_width"] = w._hw
+        self._buf.append(({c: np.array(images[c]) for c in w.camera_names}, qpos, action))
+        if len(self._buf) >= self._flush_every:
+            self._flush()
+
+    def _create(self) -> None:
+        w = self._w
+        H, W = w._hw
+        g = w._f.create_group(self.name)
+        obs = g.create_group("observations")
+        imgs = obs.create_group("images")
+        for k, cam in enumerate(w.camera_names):
+            ds = imgs.create_dataset(cam, shape=(0, H, W, 3), maxshape=(None, H, W, 3), dtype=np.uint8,
+                                     chunks=(1, H, W, 3), compression=w.compression)
+            if k == 0:
+                obs["image"] = ds
+        S, A = len(w.joint_names), len(w.action_names)
+        obs.create_dataset("qpos", shape=(0, S), maxshape=(None, S), dtype=np.float32, chunks=(256, S))
+        g.create_dataset("actions", shape=(0, A), maxshape=(None, A), dtype=np.float32, chunks=(256, A))
+        self._g = g
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        if self._g is None:
+            self._create()
+        g, n, t0 = self._g, len(self._buf), self.num_steps
+        for cam in self._w.camera_names:
+            ds = g["observations/images"][cam]
+            ds.resize(t0 + n, axis=0)
+            ds[t0:] = np.stack([b[0][cam] for b in self._buf])
+        for key, col in (("observations/qpos", 1), ("actions", 2)):
+            ds = g[key]
+            ds.resize(t0 + n, axis=0)
+            ds[t0:] = np.stack([b[col] for b in self._buf])
+        self.num_steps += n
+        self._buf.clear()
+
+    def commit(self) -> int:
+        """Finish the episode; returns its index i (`demo_{i}`)."""
+        self._flush()
+        w = self._w
+        if self.num_steps == 0:
+            raise LayoutError(f"{self.name}: cannot commit an empty episode")
+        self._g.attrs["num_steps"] = self.num_steps
+        for k, v in self._attrs.items():
+            self._g.attrs[k] = v
+        w._n += 1
+        w._f.attrs["num_demos"] = w._n
+        w._open_episode = None
+        return w._n - 1
+
+    def discard(self) -> None:
+        """Drop the episode: nothing of it stays in the file's demo list."""
+        self._buf.clear()
+        if self._g is not None:
+            del self._w._f[self.name]
+            self._g = None
+        self._w._open_episode = None
 
 
 def read_layout(path: str | Path) -> LayoutInfo:
