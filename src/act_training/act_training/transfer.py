@@ -1,0 +1,320 @@
+"""The transfer experiment (the project's main job): demos on arm 0 -> ACT -> arm 0 and mirrored arm 1.
+
+    act_transfer --preset cpu --out runs/transfer-cpu            # README default (`make transfer`)
+    act_transfer --preset cpu --quick --out /tmp/smoke           # smoke run (tests)
+    act_transfer --preset paper --out runs/paper                 # the seed's sizes, for a GPU
+    act_transfer --preset cpu --data demos.hdf5 --checkpoint policy.pt --out runs/x   # skip stages
+
+Stages, each resumable (a finished stage leaves `<out>/stages/<name>.json`, written atomically
+after its outputs, and is skipped next time unless its inputs changed):
+
+    demos    `mirror_arm_sim.generate_demos` on arm 0            -> <out>/data/demos_arm0.hdf5
+    train    `act_training.train.train(cfg)`                     -> <out>/train/ (a killed run
+             resumes from its last checkpoint)
+    eval:*   `act_training.evaluate.evaluate` per (arm, executor, mirror) -> <out>/eval/<label>.json
+    report   `act_training.report.write_report`                  -> <out>/report/
+
+See docs/transfer.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from act_training.evaluate import EvalResult, evaluate
+
+# --------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------
+# demos: passed to the sim's demo generator; train: overrides of act_training's training
+# config (a preset name plus field overrides); eval: the evaluation matrix.
+PRESETS: dict[str, dict] = {
+    "cpu": {
+        "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
+        "train": {"preset": "cpu", "overrides": {}},
+        "eval": {
+            "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 2,
+            "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
+            "n_execute": None, "k": 0.01, "query_period": 1,
+        },
+    },
+    "paper": {
+        "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
+        "train": {"preset": "paper", "overrides": {}},
+        "eval": {
+            "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 3,
+            "modes": ["chunked", "ensemble"], "control_modes": ["chunked", "ensemble"],
+            "n_execute": None, "k": 0.01, "query_period": 1,
+        },
+    },
+}
+
+# --quick: a smoke run of every stage in a couple of minutes (tests).
+QUICK = {
+    "demos": {"num_demos": 2},
+    "train": {"preset": "cpu", "quick": True},
+    "eval": {"trials": 2, "control_trials": 2, "n_envs": 2, "n_videos": 1, "max_steps": 40},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_config(args: argparse.Namespace) -> dict:
+    cfg = copy.deepcopy(PRESETS[args.preset])
+    cfg["preset"] = args.preset
+    cfg["quick"] = bool(args.quick)
+    if args.quick:
+        cfg = _merge(cfg, QUICK)
+    if args.num_demos is not None:
+        cfg["demos"]["num_demos"] = int(args.num_demos)
+    if args.trials is not None:
+        cfg["eval"]["trials"] = int(args.trials)
+        cfg["eval"]["control_trials"] = int(args.trials)
+    if args.train_steps is not None:
+        cfg["train"].setdefault("overrides", {})["num_steps"] = int(args.train_steps)
+    if args.modes:
+        cfg["eval"]["modes"] = list(args.modes)
+    cfg["data"] = str(Path(args.data).resolve()) if args.data else None
+    cfg["checkpoint"] = str(Path(args.checkpoint).resolve()) if args.checkpoint else None
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Stage bookkeeping
+# --------------------------------------------------------------------------------------------
+def _key(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _atomic_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+class Stages:
+    """Marker files `<out>/stages/<name>.json`: {"key": inputs hash, "outputs": {...}, ...}."""
+
+    def __init__(self, out: Path) -> None:
+        self.dir = out / "stages"
+
+    def _path(self, name: str) -> Path:
+        return self.dir / f"{name.replace(':', '_')}.json"
+
+    def get(self, name: str, key: str) -> dict | None:
+        p = self._path(name)
+        if not p.is_file():
+            return None
+        try:
+            marker = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            return None
+        if marker.get("key") != key:
+            print(f"[transfer] stage {name}: inputs changed since the last run, redoing it", file=sys.stderr)
+            return None
+        return marker
+
+    def mark(self, name: str, key: str, outputs: dict, seconds: float) -> dict:
+        marker = {"stage": name, "key": key, "outputs": outputs, "seconds": seconds,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _atomic_json(self._path(name), marker)
+        return marker
+
+
+def _log(msg: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"[transfer {time.strftime('%H:%M:%S')}] {msg}")
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+def stage_demos(cfg: dict, out: Path, stages: Stages) -> tuple[str, str, float]:
+    """-> (hdf5 path, stage key, seconds)."""
+    if cfg["data"]:
+        key = _key({"data": cfg["data"], "mtime": os.path.getmtime(cfg["data"])})
+        return cfg["data"], key, 0.0
+    key = _key(cfg["demos"])
+    marker = stages.get("demos", key)
+    if marker and Path(marker["outputs"]["hdf5"]).is_file():
+        _log(f"demos: done ({marker['outputs']['hdf5']})")
+        return marker["outputs"]["hdf5"], key, marker["seconds"]
+    from mirror_arm_sim.generate_demos import generate_demos
+
+    path = out / "data" / "demos_arm0.hdf5"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d = cfg["demos"]
+    _log(f"demos: generating {d['num_demos']} expert demos on arm 0 -> {path}")
+    t0 = time.perf_counter()
+    generate_demos(
+        str(path), num_demos=d["num_demos"], arm=0, seed=d["seed"],
+        image_size=tuple(d["image_size"]), cameras=tuple(d["cameras"]),
+    )
+    dt = time.perf_counter() - t0
+    stages.mark("demos", key, {"hdf5": str(path)}, dt)
+    return str(path), key, dt
+
+
+def build_train_config(cfg: dict, data_path: str, train_dir: Path):
+    """The trainer's config object for this experiment (act_training.config)."""
+    from act_training import config as tcfg
+
+    t = cfg["train"]
+    c = tcfg.preset(t["preset"], quick=bool(t.get("quick")))
+    overrides = dict(t.get("overrides") or {})
+    overrides.update(data_path=data_path, out_dir=str(train_dir))
+    return tcfg.with_overrides(c, overrides)
+
+
+def stage_train(
+    cfg: dict, out: Path, stages: Stages, data_path: str, data_key: str
+) -> tuple[dict, str, float]:
+    """-> ({"checkpoint": ..., "metrics": ...}, key, seconds)."""
+    if cfg["checkpoint"]:
+        key = _key({"checkpoint": cfg["checkpoint"], "mtime": os.path.getmtime(cfg["checkpoint"])})
+        return {"checkpoint": cfg["checkpoint"], "metrics": None}, key, 0.0
+    key = _key({"train": cfg["train"], "data": data_key})
+    marker = stages.get("train", key)
+    if marker and Path(marker["outputs"]["checkpoint"]).is_file():
+        _log(f"train: done ({marker['outputs']['checkpoint']})")
+        return marker["outputs"], key, marker["seconds"]
+    from act_training.train import train
+
+    train_dir = out / "train"
+    tc = build_train_config(cfg, data_path, train_dir)
+    _log(f"train: ACT on {data_path} -> {train_dir}")
+    t0 = time.perf_counter()
+    res = train(tc)
+    dt = time.perf_counter() - t0
+    outputs = {"checkpoint": str(res["checkpoint"]), "metrics": str(res.get("metrics") or "")}
+    stages.mark("train", key, outputs, dt)
+    return outputs, key, dt
+
+
+def eval_matrix(cfg: dict) -> list[dict]:
+    """(arm, mode, mirror, trials) rows: both arms with every executor, then the control."""
+    e = cfg["eval"]
+    rows = [{"arm": 0, "mode": m, "mirror": False, "trials": e["trials"]} for m in e["modes"]]
+    rows += [{"arm": 1, "mode": m, "mirror": True, "trials": e["trials"]} for m in e["modes"]]
+    rows += [{"arm": 1, "mode": m, "mirror": False, "trials": e["control_trials"]}
+             for m in e["control_modes"]]
+    return rows
+
+
+def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: str,
+               runtime_cache: dict) -> tuple[list[EvalResult], dict]:
+    e = cfg["eval"]
+    results, timings = [], {}
+    video_dir = out / "report" / "videos"
+    for row in eval_matrix(cfg):
+        name = f"eval:arm{row['arm']}-{row['mode']}-{'mirror' if row['mirror'] else 'raw'}"
+        key = _key({"row": row, "eval": e, "ckpt": ckpt_key})
+        marker = stages.get(name, key)
+        if marker and Path(marker["outputs"]["json"]).is_file():
+            res = EvalResult.from_dict(json.loads(Path(marker["outputs"]["json"]).read_text()))
+            _log(f"{name}: done, {res.summary()}")
+            results.append(res)
+            timings[name] = marker["seconds"]
+            continue
+        if "runtime" not in runtime_cache:
+            from act_training.policy import ACTPolicyRuntime
+
+            runtime_cache["runtime"] = ACTPolicyRuntime.load(checkpoint, device="cpu")
+        runtime = runtime_cache["runtime"]
+        t0 = time.perf_counter()
+        res = evaluate(
+            runtime, arm=row["arm"], n_trials=row["trials"], mode=row["mode"], mirror=row["mirror"],
+            seed=e["seed"], video_dir=video_dir, n_videos=e["n_videos"], n_envs=e["n_envs"],
+            n_execute=e.get("n_execute"), k=e["k"], query_period=e["query_period"],
+            max_steps=e.get("max_steps"), desc=name,
+        )
+        dt = time.perf_counter() - t0
+        json_path = out / "eval" / f"{res.label}.json"
+        _atomic_json(json_path, res.to_dict())
+        stages.mark(name, key, {"json": str(json_path)}, dt)
+        _log(f"{name}: {res.summary()}")
+        results.append(res)
+        timings[name] = dt
+    return results, timings
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+def run(cfg: dict, out: str | Path) -> Path:
+    """Run (or resume) every stage; return the report.md path."""
+    from act_training.report import write_report
+
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stages = Stages(out)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    data_path, data_key, timings["demos"] = stage_demos(cfg, out, stages)
+    train_out, ckpt_key, timings["train"] = stage_train(cfg, out, stages, data_path, data_key)
+    results, eval_t = stage_eval(cfg, out, stages, train_out["checkpoint"], ckpt_key, {})
+    timings.update(eval_t)
+    timings["this invocation (wall)"] = time.perf_counter() - t_start
+    metrics = train_out.get("metrics") or None
+    report = write_report(
+        out / "report", results, cfg, metrics_path=metrics, timings=timings,
+        extra={"checkpoint": train_out["checkpoint"], "demos": data_path},
+    )
+    shutil.copyfile(out / "config.yaml", out / "report" / "config.yaml")
+    _log(f"report: {report}")
+    for r in results:
+        _log("  " + r.summary())
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="act_transfer",
+        description="The transfer experiment: demos on arm 0 -> train ACT -> evaluate arm 0 and "
+        "mirrored arm 1.",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: few demos, tiny model, few steps, 2 trials")
+    p.add_argument("--out", required=True, help="run directory (re-running resumes it)")
+    p.add_argument("--data", default=None, help="use this demo HDF5 instead of generating demos")
+    p.add_argument("--checkpoint", default=None, help="use this checkpoint instead of training")
+    p.add_argument("--trials", type=int, default=None, help="trials per (arm, executor, mirror)")
+    p.add_argument("--num-demos", type=int, default=None)
+    p.add_argument("--train-steps", type=int, default=None)
+    p.add_argument("--modes", nargs="+", choices=("chunked", "ensemble"), default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = resolve_config(args)
+    report = run(cfg, args.out)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
