@@ -26,6 +26,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "act_evaluate = act_training.evaluate:main",
+            "act_transfer = act_training.transfer:main",
         ],
     },
 )
