@@ -205,7 +205,12 @@ class EpisodeAppender:
         self._flush_every = max(1, int(flush_every))
         self._buf: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
         self._g = None
-        self.num_steps = 0
+        self._written = 0
+
+    @property
+    def num_steps(self) -> int:
+        """Steps appended so far (written or buffered)."""
+        return self._written + len(self._buf)
 
     def append(self, images: dict[str, np.ndarray], qpos, action) -> None:
         """Add one step: images camera -> (H, W, 3) uint8, qpos (state_dim,), action (action_dim,)."""
@@ -253,7 +258,7 @@ class EpisodeAppender:
             return
         if self._g is None:
             self._create()
-        g, n, t0 = self._g, len(self._buf), self.num_steps
+        g, n, t0 = self._g, len(self._buf), self._written
         for cam in self._w.camera_names:
             ds = g["observations/images"][cam]
             ds.resize(t0 + n, axis=0)
@@ -262,7 +267,7 @@ class EpisodeAppender:
             ds = g[key]
             ds.resize(t0 + n, axis=0)
             ds[t0:] = np.stack([b[col] for b in self._buf])
-        self.num_steps += n
+        self._written += n
         self._buf.clear()
 
     def commit(self) -> int:
