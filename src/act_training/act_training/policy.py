@@ -1,0 +1,120 @@
+"""The policy runtime: load a checkpoint, predict action chunks in real units.
+
+    runtime = ACTPolicyRuntime.load("policy.pt", device="cpu")
+    runtime.camera_names, runtime.joint_names, runtime.action_names, runtime.chunk_size,
+    runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W)
+    chunk = runtime.predict_chunk(images={"top": uint8 (H, W, 3)}, qpos=(state_dim,))
+    # -> float32 (chunk_size, action_dim), raw (un-normalised) joint targets
+    chunks = runtime.predict_chunk_batch(images={"top": uint8 (B, H, W, 3)}, qpos=(B, state_dim))
+    # -> float32 (B, chunk_size, action_dim)
+
+Images of another size are resized (bilinear, antialiased) to the training size with the same
+function the trainer uses. Inference runs under torch.inference_mode with z = 0 (CVAE prior
+mean). Calls are serialised by a lock, so the runtime can be shared between a ROS timer and a
+worker thread; run it OFF the control-loop thread (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .model import ACT
+from .normalize import NormStats, prepare_images
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class ACTPolicyRuntime:
+    def __init__(self, model: ACT, stats: NormStats, camera_names, joint_names, action_names,
+                 device: torch.device, meta: dict | None = None):
+        self.model = model.to(device).eval()
+        self.stats = stats
+        self.device = device
+        self.camera_names: list[str] = list(camera_names)
+        self.joint_names: list[str] = list(joint_names)
+        self.action_names: list[str] = list(action_names)
+        cfg = model.cfg
+        self.chunk_size: int = cfg.chunk_size
+        self.state_dim: int = cfg.state_dim
+        self.action_dim: int = cfg.action_dim
+        self.image_size: tuple[int, int] = tuple(cfg.image_size)
+        self.meta = dict(meta or {})
+        self._lock = threading.Lock()
+        self._q_mean = torch.as_tensor(stats.qpos_mean, device=device)
+        self._q_std = torch.as_tensor(stats.qpos_std, device=device)
+        self._a_mean = torch.as_tensor(stats.action_mean, device=device)
+        self._a_std = torch.as_tensor(stats.action_std, device=device)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ACTPolicyRuntime:
+        dev = resolve_device(device)
+        ck = load_checkpoint(path, map_location="cpu")
+        model = ACT(ck["model_config_obj"])
+        try:
+            model.load_state_dict(ck["model_state"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not fit the stored model config: {e}") from None
+        meta = {k: ck.get(k) for k in ("step", "layout_version", "image_size", "config", "path")}
+        return cls(model, ck["norm_stats_obj"], ck["camera_names"], ck["joint_names"], ck["action_names"],
+                   dev, meta)
+
+    # ------------------------------------------------------------------ inference
+    def predict_chunk(self, images: Mapping[str, np.ndarray], qpos) -> np.ndarray:
+        """One observation: images {camera: uint8 (H, W, 3)}, qpos (state_dim,) -> (chunk, action_dim)."""
+        batched = {}
+        for cam in self.camera_names:
+            im = self._get(images, cam)
+            if im.ndim != 3:
+                raise ValueError(f"camera '{cam}': expected one uint8 (H, W, 3) image, got {im.shape}")
+            batched[cam] = im[None]
+        q = np.asarray(qpos, dtype=np.float32)
+        if q.shape != (self.state_dim,):
+            raise ValueError(f"qpos must have shape ({self.state_dim},), got {q.shape}")
+        return self.predict_chunk_batch(batched, q[None])[0]
+
+    def predict_chunk_batch(self, images: Mapping[str, np.ndarray], qpos) -> np.ndarray:
+        """B observations: images {camera: uint8 (B, H, W, 3)}, qpos (B, state_dim) -> (B, chunk, A)."""
+        q = np.asarray(qpos, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.state_dim:
+            raise ValueError(f"qpos must have shape (B, {self.state_dim}), got {q.shape}")
+        B = q.shape[0]
+        ims = []
+        for cam in self.camera_names:
+            im = self._get(images, cam)
+            if im.ndim != 4 or im.shape[0] != B or im.shape[-1] != 3 or im.dtype != np.uint8:
+                raise ValueError(f"camera '{cam}': expected uint8 ({B}, H, W, 3), got {im.shape} {im.dtype}")
+            ims.append(torch.from_numpy(np.ascontiguousarray(im)))
+        with self._lock, torch.inference_mode():
+            # per camera (cameras may differ in size): uint8 (B, H, W, 3) -> float (B, 3, h, w)
+            x = torch.stack([prepare_images(im.to(self.device), self.image_size) for im in ims], dim=1)
+            qt = (torch.from_numpy(q).to(self.device) - self._q_mean) / self._q_std
+            a, _, _ = self.model(x, qt)
+            a = a.float() * self._a_std + self._a_mean
+            return a.cpu().numpy().astype(np.float32, copy=False)
+
+    def _get(self, images: Mapping[str, np.ndarray], cam: str) -> np.ndarray:
+        if cam not in images:
+            raise KeyError(f"policy needs camera '{cam}' (cameras: {self.camera_names}); "
+                           f"got {sorted(images)}")
+        im = images[cam]
+        if isinstance(im, torch.Tensor):
+            im = im.cpu().numpy()
+        im = np.asarray(im)
+        if im.dtype != np.uint8:
+            raise ValueError(f"camera '{cam}': images must be uint8, got {im.dtype}")
+        return im
+
+    def __repr__(self) -> str:
+        return (f"ACTPolicyRuntime(cameras={self.camera_names}, state_dim={self.state_dim}, "
+                f"action_dim={self.action_dim}, chunk_size={self.chunk_size}, image_size={self.image_size}, "
+                f"device={self.device})")
