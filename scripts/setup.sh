@@ -14,6 +14,19 @@ VENV="$ROOT/.venv"
 STAMPS="$VENV/.stamps"
 PY=${PYTHON:-python3}
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# pip_install LABEL ARGS...: quiet install; on failure show pip's last lines and say what is missing.
+pip_install() {
+  local label=$1; shift
+  local logf="$VENV/pip-$label.log"
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" >"$logf" 2>&1; then
+    grep -v "is ignored" "$logf" | tail -15 >&2
+    die "could not install $label ($*). If the lines above mention a connection or index error, \
+this machine cannot reach the package registry (PyPI): connect it or configure a mirror \
+(PIP_INDEX_URL). Full log: $logf"
+  fi
+}
 
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
@@ -25,21 +38,33 @@ if [ -n "${ROS_DISTRO:-}" ] && [ -d "/opt/ros/${ROS_DISTRO}" ]; then
   log "using system ROS 2 '${ROS_DISTRO}' from /opt/ros/${ROS_DISTRO}"
 fi
 
+# 0. supported Python
+command -v "$PY" >/dev/null || die "no '$PY' found: install Python 3.11 (or set PYTHON=/path/to/python3.11)"
+PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [ "$SYSTEM_ROS" = 0 ] && [ "$PYVER" != "3.11" ]; then
+  die "Python $PYVER found ($PY), but the ROS 2 Kilted PyPI wheels need Python 3.11. Install python3.11 \
+and run PYTHON=python3.11 make setup, or source a system ROS 2 (/opt/ros/<distro>/setup.bash) first."
+fi
+case "$PYVER" in 3.10|3.11|3.12|3.13) ;; *) die "Python $PYVER is not supported (need 3.10-3.13)";; esac
+"$PY" -c "import venv, ensurepip" 2>/dev/null || die "Python $PYVER lacks venv/ensurepip: apt-get install python3-venv"
+
 # 1. venv
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c "" 2>/dev/null; then
+  log "existing .venv is broken (its Python moved?): recreating"; rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   if [ "$SYSTEM_ROS" = 1 ]; then "$PY" -m venv --system-site-packages "$VENV"; else "$PY" -m venv "$VENV"; fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  pip_install pip --upgrade pip
 fi
-PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 
 # 2. Python dependencies
 h=$(hash_of requirements.txt)
 if ! stamp_ok python-deps "$h"; then
   log "installing Python dependencies (requirements.txt; torch is large, first run takes minutes)"
-  "${PIP[@]}" -r requirements.txt 2>&1 | grep -v "is ignored" || true
+  pip_install python-deps -r requirements.txt
   "$VENV/bin/python" -c "import torch, torchvision, mujoco, h5py, cv2, rosbags, gymnasium" \
-    || { echo "[setup] Python dependencies failed to import" >&2; exit 1; }
+    || die "Python dependencies installed but do not import (see the traceback above)"
   stamp_set python-deps "$h"
 fi
 
@@ -48,7 +73,7 @@ if [ "$SYSTEM_ROS" = 0 ]; then
   h=$(hash_of requirements-ros.txt)
   if ! stamp_ok ros-wheels "$h"; then
     log "installing ROS 2 Kilted wheels (requirements-ros.txt)"
-    "${PIP[@]}" -r requirements-ros.txt 2>&1 | grep -v "is ignored" || true
+    pip_install ros-wheels -r requirements-ros.txt
     # The wheels' CMake exports name the Python they were built with: repoint them.
     PYINC=$("$VENV/bin/python" -c "import sysconfig;print(sysconfig.get_paths()['include'])")
     NPINC=$("$VENV/bin/python" -c "import numpy;print(numpy.get_include())")
@@ -56,7 +81,7 @@ if [ "$SYSTEM_ROS" = 0 ]; then
       -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" \
       -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
     "$VENV/bin/python" -c "import rclpy, std_msgs.msg, sensor_msgs.msg, std_srvs.srv" \
-      || { echo "[setup] ROS 2 wheels failed to import" >&2; exit 1; }
+      || die "ROS 2 wheels installed but rclpy does not import (see the traceback above)"
     stamp_set ros-wheels "$h"
   fi
 fi
@@ -86,8 +111,8 @@ fi
 h=$(hash_of src/act_training/setup.py src/mirror_arm_sim/setup.py src/act_policy_node/setup.py)
 if ! stamp_ok pip-editable "$h"; then
   log "installing mirror_arm_sim, act_training, act_policy_node into the venv (editable)"
-  "${PIP[@]}" --no-deps --no-build-isolation -e src/mirror_arm_sim -e src/act_training \
-    -e src/act_policy_node >/dev/null 2>&1 || { echo "[setup] editable install failed" >&2; exit 1; }
+  pip_install workspace-packages --no-deps --no-build-isolation -e src/mirror_arm_sim \
+    -e src/act_training -e src/act_policy_node
   stamp_set pip-editable "$h"
 fi
 
