@@ -1,0 +1,76 @@
+"""Record teleop / scripted demos as a rosbag2 for `act_bag_to_hdf5` (needs a full ROS 2 install).
+
+    ros2 launch launch/record_demos.launch.py mode:=sim out:=demos_bag storage:=mcap
+    ros2 launch launch/record_demos.launch.py mode:=arms \
+        mapping:=$(ros2 pkg prefix act_training)/share/act_training/config/bag_physical_pair.yaml
+
+mode:=sim starts the MuJoCo bridge (mirror_arm_sim) and records its topics; mode:=arms records
+only (start the arms' drivers and the leader/follower teleop yourself). The recorded topics are
+exactly those of the mapping YAML that converts the bag (cameras, qpos, action, episode marker),
+so recording and conversion cannot disagree. Convert afterwards with
+
+    ros2 run act_training act_bag_to_hdf5 demos_bag --config <mapping> --out demos.hdf5
+
+Without ROS 2 (pip-only installs) the same recording is `act_bag_record OUT --mapping <mapping>`.
+"""
+
+import os
+
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+
+def _default_mapping(name: str) -> str:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return os.path.join(get_package_share_directory("act_training"), "config", name)
+    except Exception:  # source checkout without an install
+        here = os.path.dirname(os.path.abspath(__file__))
+        return os.path.join(here, "..", "src", "act_training", "act_training", "config", name)
+
+
+def _record(context, *args, **kwargs):
+    from act_training.bag_record import topics_from_mapping
+
+    mode = LaunchConfiguration("mode").perform(context)
+    mapping = LaunchConfiguration("mapping").perform(context) or _default_mapping(
+        "bag_mujoco_sim.yaml" if mode == "sim" else "bag_physical_pair.yaml"
+    )
+    topics = topics_from_mapping(mapping)
+    storage = LaunchConfiguration("storage").perform(context)
+    out = LaunchConfiguration("out").perform(context)
+    cmd = ["ros2", "bag", "record", "--storage", storage, "--output", out, *topics]
+    return [
+        LogInfo(msg=f"recording {topics} to {out} ({storage}); mapping {mapping}"),
+        ExecuteProcess(cmd=cmd, output="screen"),
+    ]
+
+
+def generate_launch_description():
+    mode = LaunchConfiguration("mode")
+    return LaunchDescription([
+        DeclareLaunchArgument("mode", default_value="sim", choices=["sim", "arms"],
+                              description="sim: start the MuJoCo bridge too; arms: record only"),
+        DeclareLaunchArgument("mapping", default_value="",
+                              description="bag -> HDF5 mapping YAML whose topics are recorded"),
+        DeclareLaunchArgument("storage", default_value="mcap", choices=["mcap", "sqlite3"]),
+        DeclareLaunchArgument("out", default_value="demos_bag", description="bag directory to create"),
+        DeclareLaunchArgument("bridge_executable", default_value="mirror_arm_bridge",
+                              description="mirror_arm_sim executable of the MuJoCo bridge node"),
+        DeclareLaunchArgument("use_expert", default_value="true",
+                              description="sim: drive the bridge with the scripted expert"),
+        Node(
+            package="mirror_arm_sim",
+            executable=LaunchConfiguration("bridge_executable"),
+            name="mirror_arm_bridge",
+            output="screen",
+            parameters=[{"use_expert": LaunchConfiguration("use_expert")}],  # "true" -> bool (YAML)
+            condition=IfCondition(PythonExpression(["'", mode, "' == 'sim'"])),
+        ),
+        OpaqueFunction(function=_record),
+    ])
