@@ -23,6 +23,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "act_policy_node = act_policy_node.policy_node:main",
         ],
     },
 )

@@ -24,6 +24,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "mirror_arm_bridge = mirror_arm_sim.bridge_node:main",
+            "mirror_arm_ros_eval = mirror_arm_sim.ros_eval:main",
         ],
     },
 )

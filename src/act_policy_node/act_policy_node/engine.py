@@ -1,0 +1,165 @@
+"""The policy node's ROS-free core: the arm <-> policy view and the inference worker.
+
+- `PolicyView`: what the policy sees and what the arm gets. For arm 1 driven by a policy
+  trained on arm 0 the policy sees `mirror(obs)` (images flipped/swapped, qpos mirrored) and the
+  arm receives `mirror(action)`; on arm 0 (or with no map) both are the identity. Images are
+  resized to the policy's size here.
+- `InferenceWorker`: one background thread with a latest-request slot, so the control tick
+  never waits for a forward pass: the tick submits (observation, tick index) and later polls for
+  the chunk, which the executor aligns with `add_chunk(chunk, step=tick)`. A newer request
+  replaces a pending one that has not started; `generation` lets a reset discard chunks that
+  were in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from act_policy_node.inputs import InputError, resize_image
+
+__all__ = ["PolicyView", "InferenceRequest", "InferenceResult", "InferenceWorker"]
+
+
+class PolicyView:
+    """Robot-side observation -> policy input, policy action -> robot-side command."""
+
+    def __init__(self, camera_names: Sequence[str], image_size: Sequence[int], mirror_map=None) -> None:
+        self.camera_names = list(camera_names)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.mirror_map = mirror_map
+
+    @property
+    def mirrored(self) -> bool:
+        return self.mirror_map is not None
+
+    def observation(self, images: dict[str, np.ndarray], qpos) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        missing = [c for c in self.camera_names if c not in images]
+        if missing:
+            raise InputError(f"missing camera images {missing}")
+        imgs = {c: resize_image(images[c], self.image_size) for c in self.camera_names}
+        q = np.asarray(qpos, dtype=np.float32)
+        if self.mirror_map is not None:
+            imgs = self.mirror_map.images(imgs)
+            q = self.mirror_map.qpos(q)
+        return imgs, q
+
+    def command(self, action) -> np.ndarray:
+        """Policy-space action (A,) -> the commanded arm's joint targets (float64)."""
+        a = np.asarray(action, dtype=np.float32)
+        if self.mirror_map is not None:
+            a = self.mirror_map.action(a)
+        return a.astype(np.float64)
+
+    def chunk(self, chunk) -> np.ndarray:
+        """A whole (C, A) chunk in the commanded arm's joint space (for publishing)."""
+        c = np.asarray(chunk, dtype=np.float32)
+        if self.mirror_map is not None:
+            c = self.mirror_map.action(c)
+        return c.astype(np.float64)
+
+
+@dataclass
+class InferenceRequest:
+    images: dict[str, np.ndarray]
+    qpos: np.ndarray
+    step: int                 # executor tick of the observation
+    generation: int           # bumped by every reset
+    stamp: float = 0.0        # observation time (seconds, caller's clock), carried through
+    context: dict = field(default_factory=dict)
+
+
+@dataclass
+class InferenceResult:
+    request: InferenceRequest
+    chunk: np.ndarray | None  # (C, A) policy space, None on error
+    inference_s: float
+    error: str | None = None
+
+
+class InferenceWorker:
+    """Runs `predict(images, qpos) -> (C, A)` on a daemon thread; see module docstring.
+
+    `on_result(result)` (optional) is called on the worker thread; otherwise results are kept
+    (oldest first) for `poll()`.
+    """
+
+    def __init__(self, predict: Callable[..., np.ndarray],
+                 on_result: Callable[[InferenceResult], None] | None = None) -> None:
+        self._predict = predict
+        self._on_result = on_result
+        self._cv = threading.Condition()
+        self._pending: InferenceRequest | None = None
+        self._running = False
+        self._results: list[InferenceResult] = []
+        self._stop = False
+        self.n_done = 0
+        self.n_replaced = 0
+        self._thread = threading.Thread(target=self._loop, name="act_inference", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._running or self._pending is not None
+
+    def submit(self, request: InferenceRequest) -> None:
+        with self._cv:
+            if self._pending is not None:
+                self.n_replaced += 1
+            self._pending = request
+            self._cv.notify_all()
+
+    def poll(self) -> list[InferenceResult]:
+        with self._cv:
+            out, self._results = self._results, []
+            return out
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while self._running or self._pending is not None:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(timeout=5.0)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                req, self._pending = self._pending, None
+                self._running = True
+            t0 = time.perf_counter()
+            try:
+                chunk = np.asarray(self._predict(images=req.images, qpos=req.qpos), dtype=np.float32)
+                if not np.all(np.isfinite(chunk)):
+                    raise FloatingPointError("policy predicted non-finite actions")
+                res = InferenceResult(req, chunk, time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 - reported to the node, never kills the thread
+                res = InferenceResult(req, None, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
+            if self._on_result is not None:
+                try:
+                    self._on_result(res)
+                except Exception:  # noqa: BLE001 - a failing callback must not stop inference
+                    pass
+            with self._cv:
+                if self._on_result is None:
+                    self._results.append(res)
+                self._running = False
+                self.n_done += 1
+                self._cv.notify_all()

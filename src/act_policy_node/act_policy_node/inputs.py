@@ -1,0 +1,134 @@
+"""Turning raw sensor data into policy inputs (numpy only, no ROS imports).
+
+- `decode_image`: the fields of a `sensor_msgs/Image` (rgb8, bgr8, mono8, rgba8, bgra8) -> uint8
+  (H, W, 3) RGB, honouring the row `step` (padding) and without cv_bridge.
+- `resize_image`: to the policy's (H, W) (OpenCV INTER_AREA when available, else nearest).
+- `JointSelector`: picks and orders joints by name from a `sensor_msgs/JointState` (real drivers
+  publish extra joints, in any order).
+- `finite_vector`: rejects NaN/Inf and wrong sizes.
+
+Every check raises `InputError` with a message fit for a (throttled) warning; callers never let
+it escape a ROS callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["InputError", "SUPPORTED_ENCODINGS", "decode_image", "resize_image", "JointSelector",
+           "finite_vector", "default_joint_names"]
+
+
+class InputError(ValueError):
+    """An input message that must be dropped (bad encoding, size, NaN/Inf, missing joints)."""
+
+
+# encoding -> (channels, channel order to get RGB)
+SUPPORTED_ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "rgb8": (3, (0, 1, 2)),
+    "bgr8": (3, (2, 1, 0)),
+    "rgba8": (4, (0, 1, 2)),
+    "bgra8": (4, (2, 1, 0)),
+    "mono8": (1, (0, 0, 0)),
+    "8uc1": (1, (0, 0, 0)),
+    "8uc3": (3, (0, 1, 2)),
+}
+
+
+def decode_image(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
+    """Decode `sensor_msgs/Image` fields into a fresh uint8 (H, W, 3) RGB array.
+
+    `data` may be bytes, a bytearray, an array.array or a numpy array (rclpy gives array.array).
+    """
+    enc = str(encoding).lower()
+    if enc not in SUPPORTED_ENCODINGS:
+        raise InputError(f"unsupported image encoding '{encoding}' "
+                         f"(supported: {sorted(SUPPORTED_ENCODINGS)})")
+    channels, order = SUPPORTED_ENCODINGS[enc]
+    h, w, step = int(height), int(width), int(step)
+    if h <= 0 or w <= 0:
+        raise InputError(f"empty image {h}x{w}")
+    row = w * channels
+    if step < row:
+        raise InputError(f"image step {step} smaller than width*channels {row}")
+    buf = np.frombuffer(memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.tobytes(),
+                        dtype=np.uint8)
+    if buf.size < step * (h - 1) + row:
+        raise InputError(f"image data has {buf.size} bytes, expected {step * h} for {h}x{w} {encoding}")
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
+    img = rows.reshape(h, w, channels)
+    return np.ascontiguousarray(img[..., list(order)])
+
+
+def resize_image(img: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize (H, W, 3) uint8 to `size` = (H', W'); a no-op when it already matches."""
+    th, tw = int(size[0]), int(size[1])
+    if img.shape[:2] == (th, tw):
+        return img
+    try:
+        import cv2
+
+        return cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+    except ImportError:  # pragma: no cover - opencv is a project dependency
+        ys = (np.arange(th) * img.shape[0] / th).astype(int)
+        xs = (np.arange(tw) * img.shape[1] / tw).astype(int)
+        return np.ascontiguousarray(img[ys][:, xs])
+
+
+def finite_vector(values, size: int | None = None, what: str = "vector") -> np.ndarray:
+    """float64 copy of `values`, rejecting NaN/Inf and (if given) a wrong length."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if size is not None and v.size != size:
+        raise InputError(f"{what} has {v.size} values, expected {size}")
+    if not np.all(np.isfinite(v)):
+        bad = np.flatnonzero(~np.isfinite(v)).tolist()
+        raise InputError(f"{what} has non-finite values at indices {bad}")
+    return v
+
+
+def default_joint_names(arm: int, policy_joints: Sequence[str]) -> list[str]:
+    """The MuJoCo bridge's naming: `arm<i>_<joint>` (e.g. arm1_waist)."""
+    return [f"arm{int(arm)}_{j}" for j in policy_joints]
+
+
+class JointSelector:
+    """Pick `names` (in that order) out of JointState (name[], position[]) messages.
+
+    The name -> index map is cached per distinct name list, so a driver that always publishes
+    the same list costs one dict lookup per message.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        names = [str(n) for n in names]
+        if not names:
+            raise ValueError("JointSelector: no joint names given")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"JointSelector: duplicate joint names {dup}")
+        self.names = names
+        self._cache_key: tuple[str, ...] | None = None
+        self._cache_idx: np.ndarray | None = None
+
+    def indices(self, msg_names: Sequence[str]) -> np.ndarray:
+        key = tuple(msg_names)
+        if key != self._cache_key:
+            lookup = {n: i for i, n in enumerate(key)}
+            missing = [n for n in self.names if n not in lookup]
+            if missing:
+                raise InputError(
+                    f"joint_states lacks joints {missing}; it has {list(key)} "
+                    f"(set the 'joint_names' parameter to the robot's names)"
+                )
+            self._cache_idx = np.array([lookup[n] for n in self.names], dtype=np.int64)
+            self._cache_key = key
+        return self._cache_idx
+
+    def select(self, msg_names: Sequence[str], positions) -> np.ndarray:
+        """Positions of `self.names`, in order, as float64; raises InputError if unusable."""
+        idx = self.indices(msg_names)
+        pos = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if pos.size != len(msg_names):
+            raise InputError(f"joint_states has {len(msg_names)} names but {pos.size} positions")
+        return finite_vector(pos[idx], len(self.names), "joint positions")

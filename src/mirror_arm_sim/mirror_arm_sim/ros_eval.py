@@ -1,0 +1,174 @@
+"""Evaluate a policy over ROS: N seeded episodes through the bridge and the policy node.
+
+    mirror_arm_ros_eval --trials 20 --arm 1 --seed 1000 [--json out.json] [--record cmds.npz]
+
+Talks to a running bridge (`mirror_arm_bridge`, lockstep recommended) and policy node
+(`act_policy_node`). Per trial i (seed = SEED + i): reset the node's executor (~/reset), set the
+bridge's `seed` and `arm` parameters, call the bridge's ~/reset, and wait for its
+`episode_result`. Prints the success rate with a 95 % Wilson interval; `--json` writes per-trial
+results in the layout of `act_evaluate --json` (seeds, successes, lengths, success_rate), so the
+two can be compared seed by seed. `--record` stores every command the arm received (the
+`commands` topic, std_msgs/Float64MultiArray) split per episode, for the faithfulness test.
+
+This module does not import torch or act_training (mirror_arm_sim sits below act_training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import SetBool, Trigger
+
+from act_msgs.msg import EpisodeResult
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+class RosEvaluator(Node):
+    def __init__(self, bridge: str, policy: str, record: bool) -> None:
+        super().__init__("mirror_arm_ros_eval")
+        self.results: list[EpisodeResult] = []
+        self.commands: list[list[float]] = []
+        self.create_subscription(EpisodeResult, "episode_result", self.results.append, QoSProfile(depth=100))
+        if record:
+            self.create_subscription(Float64MultiArray, "commands", lambda m: self.commands.append(list(m.data)),
+                                     QoSProfile(depth=1000))
+        self.bridge_reset = self.create_client(Trigger, f"{bridge}/reset")
+        self.bridge_params = self.create_client(SetParameters, f"{bridge}/set_parameters")
+        self.policy_reset = self.create_client(Trigger, f"{policy}/reset")
+        self.policy_enable = self.create_client(SetBool, f"{policy}/enable")
+
+    def call(self, client, request, timeout: float = 30.0):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {client.srv_name} not available after {timeout:.0f} s")
+        fut = client.call_async(request)
+        rclpy.spin_until_future_complete(self, fut, timeout_sec=timeout)
+        if not fut.done():
+            raise TimeoutError(f"service {client.srv_name} did not answer within {timeout:.0f} s")
+        return fut.result()
+
+    def set_bridge(self, **values: int) -> None:
+        req = SetParameters.Request()
+        for name, v in values.items():
+            req.parameters.append(ParameterMsg(
+                name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=int(v))))
+        res = self.call(self.bridge_params, req)
+        bad = [r.reason for r in res.results if not r.successful]
+        if bad:
+            raise RuntimeError(f"bridge rejected parameters {values}: {bad}")
+
+    def run_episode(self, seed: int, arm: int, timeout: float) -> EpisodeResult | None:
+        r = self.call(self.policy_reset, Trigger.Request())
+        if not r.success:
+            raise RuntimeError(f"policy reset failed: {r.message}")
+        self.set_bridge(seed=seed, arm=arm)
+        n_before = len(self.results)
+        r = self.call(self.bridge_reset, Trigger.Request())
+        if not r.success:
+            raise RuntimeError(f"bridge reset failed: {r.message}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rclpy.spin_once(self, timeout_sec=0.05)
+            for res in self.results[n_before:]:
+                if res.seed == seed:
+                    return res
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mirror_arm_ros_eval", description=__doc__.split("\n")[0])
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1000, help="trial i uses env seed SEED + i")
+    p.add_argument("--arm", type=int, choices=(0, 1), default=1)
+    p.add_argument("--bridge", default="mirror_arm_bridge", help="bridge node name (services prefix)")
+    p.add_argument("--policy", default="act_policy_node", help="policy node name (services prefix)")
+    p.add_argument("--episode-timeout", type=float, default=300.0, help="seconds per episode")
+    p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the nodes' services")
+    p.add_argument("--json", default=None, help="write per-trial results here")
+    p.add_argument("--record", default=None, help="write the received commands per episode here (.npz)")
+    p.add_argument("--no-enable", action="store_true", help="do not call the policy's ~/enable")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rclpy.utilities import remove_ros_args
+
+    args = build_parser().parse_args(remove_ros_args(sys.argv if argv is None else ["x", *argv])[1:])
+    rclpy.init(args=sys.argv if argv is None else None)
+    node = RosEvaluator(args.bridge, args.policy, record=bool(args.record))
+    out = {"arm": args.arm, "mode": "ros", "mirror": args.arm == 1, "seeds": [], "successes": [],
+           "lengths": [], "timeouts": []}
+    t0 = time.perf_counter()
+    code = 0
+    try:
+        for c in (node.bridge_reset, node.bridge_params, node.policy_reset, node.policy_enable):
+            if not c.wait_for_service(timeout_sec=args.wait):
+                raise TimeoutError(f"service {c.srv_name} not available after {args.wait:.0f} s")
+        if not args.no_enable:
+            node.call(node.policy_enable, SetBool.Request(data=True))
+        for i in range(args.trials):
+            seed = args.seed + i
+            res = node.run_episode(seed, args.arm, args.episode_timeout)
+            out["seeds"].append(seed)
+            if res is None:
+                out["successes"].append(False)
+                out["lengths"].append(0)
+                out["timeouts"].append(seed)
+                print(f"trial {i} seed {seed}: TIMEOUT", flush=True)
+                continue
+            out["successes"].append(bool(res.success))
+            out["lengths"].append(int(res.steps))
+            print(f"trial {i} seed {seed}: {'success' if res.success else 'failure'} "
+                  f"({res.steps} steps)", flush=True)
+        # let the last commands arrive before splitting them per episode
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+    except (TimeoutError, RuntimeError) as e:
+        print(f"[mirror_arm_ros_eval] error: {e}", file=sys.stderr, flush=True)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    n = len(out["successes"])
+    k = int(sum(out["successes"]))
+    lo, hi = wilson_interval(k, n)
+    out.update(n_trials=n, n_success=k, success_rate=k / n if n else 0.0, ci95=[lo, hi],
+               wall_time_s=time.perf_counter() - t0)
+    print(f"ROS eval arm{args.arm}: {k}/{n} = {out['success_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%}), "
+          f"{out['wall_time_s']:.0f}s", flush=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    if args.record:
+        cmds = np.asarray(node.commands, dtype=np.float64).reshape(-1, 7)
+        offsets = np.cumsum([0, *out["lengths"]])
+        np.savez(args.record, commands=cmds, offsets=offsets, seeds=np.asarray(out["seeds"]),
+                 successes=np.asarray(out["successes"]))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
