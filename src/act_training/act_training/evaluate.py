@@ -113,22 +113,17 @@ def make_eval_env(runtime, env_kwargs: dict | None = None, video: bool = False):
     return MirrorArmEnv(**kwargs)
 
 
-def _render_video_frame(env, obs: dict, size: tuple[int, int]) -> np.ndarray:
-    """A frame for the video: a large render of the scene if the env can, else the policy input."""
+def _render_video_frame(env, obs: dict, size: tuple[int, int], camera: str) -> np.ndarray:
+    """A frame for the video: a large (H, W) render of `camera` if the env can, else the obs image."""
     frame = None
-    render_frame = getattr(env.unwrapped, "render_frame", None)
-    if callable(render_frame):
+    render_camera = getattr(env.unwrapped, "render_camera", None)
+    if callable(render_camera):
         try:
-            frame = render_frame(height=size[0], width=size[1])
-        except TypeError:
+            frame = render_camera(camera, size=tuple(size))
+        except Exception:  # noqa: BLE001 - e.g. larger than the offscreen buffer: fall back
             frame = None
     if frame is None:
-        try:
-            frame = env.render()
-        except Exception:  # noqa: BLE001 - any render failure: fall back to the observation
-            frame = None
-    if frame is None:
-        frame = next(iter(obs["images"].values()))
+        frame = obs["images"][camera]
     return np.asarray(frame, dtype=np.uint8)
 
 
@@ -199,7 +194,7 @@ def evaluate(
     query_period: int = 1,
     max_steps: int | None = None,
     stop_on_success: bool = False,
-    video_size: tuple[int, int] = (320, 320),
+    video_size: tuple[int, int] = (360, 480),
     mirror_map=None,
     progress: bool = True,
     desc: str | None = None,
@@ -301,14 +296,14 @@ def evaluate(
                 if s.frames is not None:
                     caption = (f"arm {arm} {mode}{' mirrored' if mirrored else ''} "
                                f"seed {result.seeds[s.trial]} t={s.t}")
-                    scene = _render_video_frame(s.env, s.obs, video_size)
+                    scene = _render_video_frame(s.env, s.obs, video_size, cams[0])
                     s.frames.append(_compose(scene, images[cams[0]], caption, None))
                 s.obs, _, terminated, truncated, info = s.env.step(np.asarray(env_action, dtype=np.float32))
                 s.t += 1
                 success = bool(info.get("success", False))
                 if terminated or truncated or s.t >= limit or (stop_on_success and success):
                     if s.frames is not None:  # final frame, held for a moment
-                        scene = _render_video_frame(s.env, s.obs, video_size)
+                        scene = _render_video_frame(s.env, s.obs, video_size, cams[0])
                         last = _compose(scene, policy_obs(s.obs)[0][cams[0]],
                                         f"seed {result.seeds[s.trial]} t={s.t} "
                                         f"{'SUCCESS' if success else 'FAILURE'}", success)

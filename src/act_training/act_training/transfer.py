@@ -62,7 +62,7 @@ PRESETS: dict[str, dict] = {
 # --quick: a smoke run of every stage in a couple of minutes (tests).
 QUICK = {
     "demos": {"num_demos": 2},
-    "train": {"preset": "cpu", "quick": True},
+    "train": {"preset": "tiny", "overrides": {"train.steps": 20}},
     "eval": {"trials": 2, "control_trials": 2, "n_envs": 2, "n_videos": 1, "max_steps": 40},
 }
 
@@ -89,7 +89,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         cfg["eval"]["trials"] = int(args.trials)
         cfg["eval"]["control_trials"] = int(args.trials)
     if args.train_steps is not None:
-        cfg["train"].setdefault("overrides", {})["num_steps"] = int(args.train_steps)
+        cfg["train"].setdefault("overrides", {})["train.steps"] = int(args.train_steps)
     if args.modes:
         cfg["eval"]["modes"] = list(args.modes)
     cfg["data"] = str(Path(args.data).resolve()) if args.data else None
@@ -176,20 +176,20 @@ def stage_demos(cfg: dict, out: Path, stages: Stages) -> tuple[str, str, float]:
 
 
 def build_train_config(cfg: dict, data_path: str, train_dir: Path):
-    """The trainer's config object for this experiment (act_training.config)."""
-    from act_training import config as tcfg
+    """The trainer's config (act_training.config.make_config) for this experiment."""
+    from act_training.config import make_config
 
     t = cfg["train"]
-    c = tcfg.preset(t["preset"], quick=bool(t.get("quick")))
     overrides = dict(t.get("overrides") or {})
-    overrides.update(data_path=data_path, out_dir=str(train_dir))
-    return tcfg.with_overrides(c, overrides)
+    overrides.update({"data.path": data_path, "train.out_dir": str(train_dir)})
+    return make_config(t["preset"], overrides)
 
 
 def stage_train(
     cfg: dict, out: Path, stages: Stages, data_path: str, data_key: str
 ) -> tuple[dict, str, float]:
-    """-> ({"checkpoint": ..., "metrics": ...}, key, seconds)."""
+    """-> ({"checkpoint": ..., "metrics": ...}, key, seconds). A killed run resumes from its
+    last checkpoint (`<out>/train/checkpoints/last.pt`) as long as its inputs are unchanged."""
     if cfg["checkpoint"]:
         key = _key({"checkpoint": cfg["checkpoint"], "mtime": os.path.getmtime(cfg["checkpoint"])})
         return {"checkpoint": cfg["checkpoint"], "metrics": None}, key, 0.0
@@ -201,12 +201,24 @@ def stage_train(
     from act_training.train import train
 
     train_dir = out / "train"
+    key_file = train_dir / "stage_key.txt"
+    if train_dir.exists() and (not key_file.is_file() or key_file.read_text().strip() != key):
+        _log(f"train: {train_dir} belongs to other inputs, starting afresh")
+        shutil.rmtree(train_dir)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key + "\n")
     tc = build_train_config(cfg, data_path, train_dir)
-    _log(f"train: ACT on {data_path} -> {train_dir}")
+    resuming = (train_dir / "checkpoints" / "last.pt").is_file()
+    _log(f"train: ACT ({cfg['train']['preset']}, {tc.train.steps} steps) on {data_path} -> {train_dir}"
+         + (" (resuming from its last checkpoint)" if resuming else ""))
     t0 = time.perf_counter()
-    res = train(tc)
+    policy = Path(train(tc, resume=True))
     dt = time.perf_counter() - t0
-    outputs = {"checkpoint": str(res["checkpoint"]), "metrics": str(res.get("metrics") or "")}
+    if policy.name != "policy.pt":
+        raise RuntimeError(f"training stopped early at {policy}; re-run to resume")
+    metrics = next((str(train_dir / m) for m in ("metrics.jsonl", "metrics.csv")
+                    if (train_dir / m).is_file()), "")
+    outputs = {"checkpoint": str(policy), "metrics": metrics}
     stages.mark("train", key, outputs, dt)
     return outputs, key, dt
 
@@ -221,9 +233,19 @@ def eval_matrix(cfg: dict) -> list[dict]:
     return rows
 
 
+def _env_kwargs(data_path: str | None) -> dict:
+    """Render the env at the demos' resolution (the runtime resizes like the trainer did)."""
+    if data_path and Path(data_path).is_file():
+        from mirror_arm_sim.hdf5_layout import read_layout
+
+        return {"image_size": tuple(read_layout(data_path).image_shape)}
+    return {}
+
+
 def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: str,
-               runtime_cache: dict) -> tuple[list[EvalResult], dict]:
+               runtime_cache: dict, data_path: str | None = None) -> tuple[list[EvalResult], dict]:
     e = cfg["eval"]
+    env_kwargs = _env_kwargs(data_path)
     results, timings = [], {}
     video_dir = out / "report" / "videos"
     for row in eval_matrix(cfg):
@@ -246,7 +268,7 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: 
             runtime, arm=row["arm"], n_trials=row["trials"], mode=row["mode"], mirror=row["mirror"],
             seed=e["seed"], video_dir=video_dir, n_videos=e["n_videos"], n_envs=e["n_envs"],
             n_execute=e.get("n_execute"), k=e["k"], query_period=e["query_period"],
-            max_steps=e.get("max_steps"), desc=name,
+            max_steps=e.get("max_steps"), desc=name, env_kwargs=env_kwargs,
         )
         dt = time.perf_counter() - t0
         json_path = out / "eval" / f"{res.label}.json"
@@ -274,7 +296,7 @@ def run(cfg: dict, out: str | Path) -> Path:
 
     data_path, data_key, timings["demos"] = stage_demos(cfg, out, stages)
     train_out, ckpt_key, timings["train"] = stage_train(cfg, out, stages, data_path, data_key)
-    results, eval_t = stage_eval(cfg, out, stages, train_out["checkpoint"], ckpt_key, {})
+    results, eval_t = stage_eval(cfg, out, stages, train_out["checkpoint"], ckpt_key, {}, data_path)
     timings.update(eval_t)
     timings["this invocation (wall)"] = time.perf_counter() - t_start
     metrics = train_out.get("metrics") or None
