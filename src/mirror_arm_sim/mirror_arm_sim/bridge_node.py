@@ -86,7 +86,8 @@ class MirrorArmBridge(Node):
         self.lockstep = bool(g("lockstep"))
         self.command_type = g("command_type")
         if self.command_type not in ("float64_array", "joint_trajectory"):
-            raise ValueError(f"command_type must be float64_array or joint_trajectory, got {self.command_type}")
+            raise ValueError(f"command_type must be float64_array or joint_trajectory, "
+                             f"got {self.command_type}")
         rate = float(g("control_rate")) or self.env.control_hz
         self.dt_ns = int(round(1e9 / self.env.control_hz))  # sim time per step
         self.names = arm_joint_names(0) + arm_joint_names(1)
@@ -123,8 +124,8 @@ class MirrorArmBridge(Node):
 
     # --- episodes -------------------------------------------------------------------------
     def start_episode(self, seed: int, arm: int) -> None:
-        self.obs, _ = self.env.reset(seed=seed, options={"arm": arm,
-                                                         "randomize": bool(self.get_parameter("randomize").value)})
+        randomize = bool(self.get_parameter("randomize").value)
+        self.obs, _ = self.env.reset(seed=seed, options={"arm": arm, "randomize": randomize})
         self.episode += 1
         self.seed, self.arm = seed, arm
         self.steps = 0
@@ -218,8 +219,8 @@ class MirrorArmBridge(Node):
         want = arm_joint_names(self.arm if self.active else 0)
         lookup = {n: i for i, n in enumerate(msg.joint_names)}
         if any(n not in lookup for n in want):
-            self.get_logger().warning(f"trajectory joints {list(msg.joint_names)} do not name the active arm's "
-                                      f"{want}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"trajectory joints {list(msg.joint_names)} do not name the "
+                                      f"active arm's {want}", throttle_duration_sec=2.0)
             return
         pos = list(msg.points[0].positions)
         if len(pos) != len(msg.joint_names):

@@ -52,8 +52,8 @@ class RosEvaluator(Node):
         self.commands: list[list[float]] = []
         self.create_subscription(EpisodeResult, "episode_result", self.results.append, QoSProfile(depth=100))
         if record:
-            self.create_subscription(Float64MultiArray, "commands", lambda m: self.commands.append(list(m.data)),
-                                     QoSProfile(depth=1000))
+            self.create_subscription(Float64MultiArray, "commands",
+                                     lambda m: self.commands.append(list(m.data)), QoSProfile(depth=1000))
         self.bridge_reset = self.create_client(Trigger, f"{bridge}/reset")
         self.bridge_params = self.create_client(SetParameters, f"{bridge}/set_parameters")
         self.policy_reset = self.create_client(Trigger, f"{policy}/reset")
