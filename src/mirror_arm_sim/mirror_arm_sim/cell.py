@@ -249,6 +249,13 @@ def mirror_arm(arm: ArmSpec) -> ArmSpec:
     )
     signs = joint_mirror_signs(arm)
     home = tuple(s * q for s, q in zip(signs, arm.home))
+    # a mirror-image arm has mirrored limits: a flipped joint's range (lo, hi) becomes (-hi, -lo)
+    links = tuple(
+        dataclasses.replace(lk, joint=dataclasses.replace(lk.joint, limit=(-lk.joint.limit[1],
+                                                                             -lk.joint.limit[0])))
+        if s < 0 else lk
+        for lk, s in zip(links, signs)
+    )
     return dataclasses.replace(
         arm, base_pos=mirror_vec(arm.base_pos), links=links, gripper=gripper, home=home,
         mirrored=not arm.mirrored,

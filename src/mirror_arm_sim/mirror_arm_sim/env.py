@@ -115,14 +115,11 @@ class MirrorArmEnv(gym.Env):
         self._tcp_site = [m.site(f"arm{k}/tcp").id for k in (0, 1)]
         self.signs = np.array(joint_mirror_signs(self.cell.arm))
 
-        lo = np.array([lim[0] for lim in self.arms[0].limits], dtype=np.float32)
-        hi = np.array([lim[1] for lim in self.arms[0].limits], dtype=np.float32)
-        # limits are mirror-symmetric (checked below), so one action space serves both arms
-        for a in self.arms:
-            lo1 = np.array([lim[0] for lim in a.limits], dtype=np.float32)
-            if not np.allclose(lo1, lo):
-                raise ValueError("joint limits of the two arms differ; action space would depend on arm")
-        self._lo, self._hi = lo.astype(np.float64), hi.astype(np.float64)
+        # per-arm limits (arm 1's are the mirror of arm 0's); the spaces cover both arms
+        self._lims = [(np.array([lim[0] for lim in a.limits]), np.array([lim[1] for lim in a.limits]))
+                      for a in self.arms]
+        lo = np.minimum(self._lims[0][0], self._lims[1][0]).astype(np.float32)
+        hi = np.maximum(self._lims[0][1], self._lims[1][1]).astype(np.float32)
         self.action_space = gym.spaces.Box(lo, hi, dtype=np.float32)
         margin = np.array([0.3] * 6 + [0.02], dtype=np.float32)
         h, w = self.image_size
@@ -137,6 +134,7 @@ class MirrorArmEnv(gym.Env):
         self._steps = 0
         self._success_count = 0
         self._needs_reset = True
+        self.render_obs = True  # False: observations carry blank images (privileged evaluation)
 
     # ------------------------------------------------------------------------------------------
     @staticmethod
@@ -204,8 +202,8 @@ class MirrorArmEnv(gym.Env):
             raise ValueError(f"action must have shape (7,) (joint-position targets), got {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action contains NaN/inf: {a}")
-        a = np.clip(a, self._lo, self._hi)
         k = self.active_arm
+        a = np.clip(a, *self._lims[k])
         self.data.ctrl[self._act[k]] = np.concatenate([a[:6], [a[6], a[6]]])
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         self._steps += 1
@@ -245,6 +243,11 @@ class MirrorArmEnv(gym.Env):
         k = self.active_arm if k is None else self._check_arm(k)
         c = self.data.ctrl[self._act[k]]
         return np.concatenate([c[:6], [c[6]]])
+
+    def joint_limits(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) joint-position limits (7,) of arm k (default: active); actions are clipped."""
+        k = self.active_arm if k is None else self._check_arm(k)
+        return self._lims[k][0].copy(), self._lims[k][1].copy()
 
     def _write_arm(self, k: int, q) -> None:
         q = np.asarray(q, dtype=np.float64)
@@ -323,8 +326,13 @@ class MirrorArmEnv(gym.Env):
         return r.render().copy()
 
     def _obs(self) -> dict:
+        if not self.render_obs:  # privileged evaluation without images (see expert.success_rate)
+            h, w = self.image_size
+            images = {c: np.zeros((h, w, 3), np.uint8) for c in self.cameras}
+        else:
+            images = {c: self.render_camera(c) for c in self.cameras}
         return {
-            "images": {c: self.render_camera(c) for c in self.cameras},
+            "images": images,
             "qpos": self.arm_qpos().astype(np.float32),
         }
 

@@ -131,7 +131,7 @@ def build_mjcf(cell: CellSpec, image_size: tuple[int, int] = (96, 96)) -> str:
   <option timestep="{_f(cell.timestep)}" gravity="{_f(*cell.gravity)}" integrator="implicitfast"
           cone="elliptic" impratio="10"/>
   <visual>
-    <quality shadowsize="0"/>
+    <quality shadowsize="0" offsamples="0"/>
     <global offwidth="{off_w}" offheight="{off_h}"/>
     <headlight ambient="0.35 0.35 0.35" diffuse="0.45 0.45 0.45" specular="0 0 0"/>
     <rgba haze="0.6 0.6 0.6 1"/>
