@@ -68,6 +68,23 @@ if ! stamp_ok python-deps "$h"; then
   stamp_set python-deps "$h"
 fi
 
+# 2b. Real SDFormat / URDF parsers for the Gazebo artefact tests (Debian/Ubuntu apt, optional):
+#     libsdformat-dev (the SDFormat C++ library + pkg-config) and liburdfdom-tools (check_urdf).
+#     Skipped when present, when not root or without apt-get; the tests then skip with the reason.
+if ! { pkg-config --exists sdformat12 2>/dev/null || pkg-config --exists sdformat14 2>/dev/null; } \
+    || ! command -v check_urdf >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing libsdformat-dev liburdfdom-tools g++ pkg-config (apt)"
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        libsdformat-dev liburdfdom-tools g++ pkg-config >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+        --no-install-recommends libsdformat-dev liburdfdom-tools g++ pkg-config >/dev/null 2>&1; }; } \
+      || log "apt install of the SDFormat/URDF parsers failed: the Gazebo parser tests will skip"
+  else
+    log "libsdformat-dev / liburdfdom-tools missing (not root or no apt): Gazebo parser tests will skip"
+  fi
+fi
+
 # 3. ROS 2 from PyPI wheels (only without a system ROS 2)
 if [ "$SYSTEM_ROS" = 0 ]; then
   h=$(hash_of requirements-ros.txt)

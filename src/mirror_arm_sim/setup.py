@@ -9,14 +9,14 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
-    package_data={PACKAGE: ["config/*.yaml"]},
+    package_data={PACKAGE: ["config/*.yaml", "gazebo/*.cc"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
-    install_requires=["numpy", "h5py", "pyyaml", "mujoco", "gymnasium"],
+    install_requires=["numpy", "h5py", "pyyaml", "mujoco", "gymnasium", "tqdm"],
     zip_safe=True,
     maintainer="ACT mirror-transfer maintainers",
     maintainer_email="maintainers@act-mirror-transfer.dev",
@@ -26,6 +26,8 @@ setup(
         "console_scripts": [
             "mirror_arm_bridge = mirror_arm_sim.bridge_node:main",
             "mirror_arm_ros_eval = mirror_arm_sim.ros_eval:main",
+            "mirror_arm_gazebo_generate = mirror_arm_sim.gazebo.generate:main",
+            "mirror_arm_gazebo_adapter = mirror_arm_sim.gazebo.adapter_node:main",
         ],
     },
 )
