@@ -90,8 +90,8 @@ def float_array_msg(vals):
 def trajectory_msg(ns: int, names, pos):
     Pt = TS.types["trajectory_msgs/msg/JointTrajectoryPoint"]
     Dur = TS.types["builtin_interfaces/msg/Duration"]
-    pt = Pt(positions=np.asarray(pos, np.float64), velocities=np.zeros(0), accelerations=np.zeros(0),
-            effort=np.zeros(0), time_from_start=Dur(sec=0, nanosec=20_000_000))
+    pt = Pt(positions=np.ascontiguousarray(pos, np.float64), velocities=np.zeros(0),
+            accelerations=np.zeros(0), effort=np.zeros(0), time_from_start=Dur(sec=0, nanosec=20_000_000))
     return TS.types["trajectory_msgs/msg/JointTrajectory"](header=_header(ns), joint_names=list(names),
                                                           points=[pt])
 

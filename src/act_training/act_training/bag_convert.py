@@ -234,6 +234,7 @@ class BagConverter:
 
     def __init__(self, cfg: BagConfig, writer: DemoWriter, report: ConvertReport, progress: bool = True):
         self.cfg, self.writer, self.report, self.progress = cfg, writer, report, progress
+        self.episode: EpisodeAppender | None = None
 
     def warn(self, msg: str) -> None:
         log.warning(msg)
@@ -250,6 +251,10 @@ class BagConverter:
             reader = AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED))
             reader.open()
         except Exception as e:  # rosbags raises several types (reader, storage, sqlite, yaml)
+            if "Message type" in str(e) or type(e).__name__ == "TypesysError":
+                raise BagError(
+                    f"{bag}: unknown message type: the bag's type definitions cannot be used ({e})"
+                ) from None
             hint = ""
             if bag.is_dir() and not (bag / "metadata.yaml").exists():
                 hint = " (no metadata.yaml: was the recording killed before it was closed?)"
@@ -443,7 +448,7 @@ class BagConverter:
             return
         m = min(firsts)
         if m - t > 2 * self.period:
-            self.next_t = max(self.next_t, t + ((m - t) // self.period) * self.period)
+            self.next_t = max(self.next_t, t + ((m - t - 1) // self.period) * self.period)
 
     def _step(self, t: int) -> None:
         cfg = self.cfg
@@ -468,6 +473,8 @@ class BagConverter:
                 )
                 self.pending_split_gap = None
         elif self.state in (RUN, STALE) and stale:
+            if self.state == STALE:  # name every stream that went stale during the gap
+                self.gap[1].extend(s.topic for s in stale if s.topic not in self.gap[1])
             if self.state == RUN:
                 self.gap = (t, [s.topic for s in stale])
                 if cfg.on_gap == "split":
@@ -572,7 +579,7 @@ def convert_bags(
             stats = conv.convert(b)
             report.per_bag.append(stats)
             if stats["episodes"] == 0:
-                conv.warn(f"{b}: no episode long enough with every stream present; nothing converted")
+                conv.warn(f"{b}: no episode converted from this bag")
         if writer.num_demos == 0:
             raise BagError(
                 "no episodes converted from " + ", ".join(map(str, bags)) + "; see the warnings above"
