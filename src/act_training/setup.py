@@ -28,6 +28,8 @@ setup(
         "console_scripts": [
             "act_evaluate = act_training.evaluate:main",
             "act_transfer = act_training.transfer:main",
+            "act_bag_to_hdf5 = act_training.bag_convert:main",
+            "act_bag_record = act_training.bag_record:main",
         ],
     },
 )
