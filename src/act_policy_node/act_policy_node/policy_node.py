@@ -139,7 +139,7 @@ class ACTPolicyNode(Node):
             raise ConfigError("control_rate must be > 0")
         from act_training.executors import make_executor
 
-        self.executor = make_executor(p["execution"], self.C, self.A, n_execute=p["n_execute"] or None,
+        self.act_executor = make_executor(p["execution"], self.C, self.A, n_execute=p["n_execute"] or None,
                                       k=p["ensemble_k"], query_period=p["query_period"])
         self.limiter = self._make_limiter(p)
         self.dt = 1.0 / p["control_rate"]
@@ -215,8 +215,8 @@ class ACTPolicyNode(Node):
 
         try:
             return ACTPolicyRuntime.load(p["checkpoint"], device=p["device"])
-        except FileNotFoundError as e:
-            raise ConfigError(f"checkpoint not found: {p['checkpoint']} ({e})") from None
+        except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
+            raise ConfigError(f"cannot load checkpoint {p['checkpoint']}: {e}") from None
 
     def _make_limiter(self, p: dict) -> CommandLimiter:
         src = p["joint_limits_source"]
@@ -280,7 +280,7 @@ class ACTPolicyNode(Node):
         images = {c: self._images[c][0] for c in self.cameras}
         imgs, q = self.view.observation(images, self._qpos[0])
         t_obs = max(self.monitor.last(n) or 0.0 for n in self.input_names)
-        return InferenceRequest(imgs, q, step=self.executor.step, generation=self._generation,
+        return InferenceRequest(imgs, q, step=self.act_executor.step, generation=self._generation,
                                 stamp=t_obs, context={"stamp_ns": self._qpos[1]})
 
     # ------------------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class ACTPolicyNode(Node):
                     self._answered_stamp = -1  # let a re-published observation retry
                 return
             try:
-                self.executor.add_chunk(res.chunk, step=res.request.step)
+                self.act_executor.add_chunk(res.chunk, step=res.request.step)
             except ValueError as e:
                 self._warn(f"chunk dropped: {e}", error=True)
                 return
@@ -314,7 +314,7 @@ class ACTPolicyNode(Node):
         msg.joint_names = list(self.joint_names)
         msg.chunk_length, msg.action_dim = self.C, self.A
         msg.values = self.view.chunk(res.chunk).ravel().tolist()
-        msg.executing_step = int(self.executor.step)
+        msg.executing_step = int(self.act_executor.step)
         self._seq += 1
         msg.sequence = self._seq
         self.chunk_pub.publish(msg)
@@ -331,7 +331,7 @@ class ACTPolicyNode(Node):
                 self._publish_status()
 
     def _reset_execution(self) -> None:
-        self.executor.reset()
+        self.act_executor.reset()
         self._generation += 1
         self._latency_from = None
 
@@ -361,13 +361,13 @@ class ACTPolicyNode(Node):
                 if self.p["on_stale"] == "hold" and self._last_cmd is not None:
                     self._publish_command(self._last_cmd)
                 return
-            if self.executor.needs_query() and not self.worker.busy:
+            if self.act_executor.needs_query() and not self.worker.busy:
                 self.worker.submit(self._snapshot())
             self._emit_step()
 
     def _emit_step(self) -> None:
         """Take the executor's action for this tick, map, clamp and publish it (lock held)."""
-        action = self.executor.next_action()
+        action = self.act_executor.next_action()
         if action is None:
             self._missed += 1
             if self._last_cmd is None:
@@ -398,7 +398,7 @@ class ACTPolicyNode(Node):
                 return
             self._answered_stamp = stamp
             self._ticks += 1
-            if self.executor.needs_query():
+            if self.act_executor.needs_query():
                 self.worker.submit(self._snapshot())  # _on_inference emits the command
             else:
                 self._emit_step()
@@ -475,7 +475,8 @@ class ACTPolicyNode(Node):
         self.status_pub.publish(s)
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        if getattr(self, "worker", None) is not None:
+            self.worker.stop()
         super().destroy_node()
 
 
@@ -494,7 +495,7 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
+        if node is not None and hasattr(node, "worker"):
             st = node.latency_summary()
             print(f"[act_policy_node] summary: {st}", file=sys.stderr, flush=True)
             node.destroy_node()

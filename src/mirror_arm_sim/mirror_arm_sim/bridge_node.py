@@ -183,7 +183,8 @@ class MirrorArmBridge(Node):
         if terminated or truncated or (stop and success):
             self.active = False
             self.awaiting = False
-            self._publish_observation()  # the final state, for monitors
+            if not self.lockstep:  # lockstep: a final observation would draw one more command
+                self._publish_observation()
             r = EpisodeResult(episode=self.episode, seed=int(self.seed), arm=int(self.arm), success=success,
                               steps=self.steps, terminated=bool(terminated), truncated=bool(truncated))
             r.header.stamp = self._stamp()

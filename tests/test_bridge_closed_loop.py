@@ -1,0 +1,106 @@
+"""The ROS loop is faithful: bridge + policy node + evaluator as separate processes over DDS.
+
+In lockstep mode, on arm 1 (mirrored), the commands the arm receives equal the actions of the
+in-process mirrored evaluation for the same seeds and checkpoint, and the per-trial outcomes
+equal `act_training.evaluate`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("mujoco")
+pytest.importorskip("torch")
+from node_testlib import ROOT, make_tiny_checkpoint, ros_env, start, stop  # noqa: E402
+
+SEEDS = (11, 12)
+MAX_STEPS = 40
+IMAGE = (32, 32)
+
+
+def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
+    """The in-process mirrored evaluation loop (as act_training.evaluate, one env), recording the
+    env actions: runtime -> executor -> mirror -> env."""
+    from act_training.executors import make_executor
+    from act_training.policy import ACTPolicyRuntime
+    from mirror_arm_sim.env import MirrorArmEnv
+    from mirror_arm_sim.mirror_map import load_mirror_map
+
+    rt = ACTPolicyRuntime.load(ckpt)
+    mm = load_mirror_map() if arm == 1 else None
+    env = MirrorArmEnv(image_size=IMAGE, cameras=("top",), max_episode_steps=max_steps)
+    out = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed, options={"arm": arm, "randomize": True})
+        ex = make_executor(mode, rt.chunk_size, rt.action_dim)
+        actions, success = [], False
+        for _t in range(max_steps):
+            images, q = {"top": obs["images"]["top"]}, np.asarray(obs["qpos"], dtype=np.float32)
+            if mm is not None:
+                images, q = mm.images(images), mm.qpos(q)
+            if ex.needs_query():
+                ex.add_chunk(rt.predict_chunk(images, q))
+            a = ex.next_action()
+            a = mm.action(a) if mm is not None else a
+            actions.append(np.asarray(a, dtype=np.float64))
+            obs, _, term, trunc, info = env.step(np.asarray(a, dtype=np.float32))
+            success = bool(info["success"])
+            if term or trunc or success:
+                break
+        out.append((np.asarray(actions), success))
+    env.close()
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path):
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", image_size=IMAGE, chunk_size=8)
+    bridge = start("mirror_arm_sim.bridge_node", {"image_size": list(IMAGE), "max_episode_steps": MAX_STEPS,
+                                                  "lockstep": True}, name="bridge", log_dir=tmp_path)
+    node = start("act_policy_node.policy_node",
+                 {"checkpoint": str(ckpt), "arm": 1, "execution": "ensemble", "lockstep": True,
+                  "enabled_on_start": True, "joint_limits_source": "cell"}, name="node", log_dir=tmp_path)
+    try:
+        ev = subprocess.run(
+            [sys.executable, "-m", "mirror_arm_sim.ros_eval", "--trials", str(len(SEEDS)), "--arm", "1",
+             "--seed", str(SEEDS[0]), "--json", str(tmp_path / "ros.json"), "--record",
+             str(tmp_path / "cmds.npz"), "--episode-timeout", "90", "--wait", "90"],
+            env=ros_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=200)
+    finally:
+        stop(node)
+        stop(bridge)
+    logs = "".join((tmp_path / f"{n}.log").read_text() for n in ("bridge", "node"))
+    assert ev.returncode == 0, f"ros_eval failed:\n{ev.stdout}\n{ev.stderr}\n{logs}"
+    assert "ROS eval arm1" in ev.stdout
+    ros = json.loads((tmp_path / "ros.json").read_text())
+    rec = np.load(tmp_path / "cmds.npz")
+    cmds, offsets = rec["commands"], rec["offsets"]
+    assert offsets[-1] == len(cmds), f"{len(cmds)} commands for episode lengths {ros['lengths']}"
+
+    from mirror_arm_sim.cell import default_cell
+
+    limits = np.asarray(default_cell().arm_spec(1).limits)
+    ref = reference_actions(ckpt, 1, "ensemble", SEEDS, MAX_STEPS)
+    for i, (actions, success) in enumerate(ref):
+        got = cmds[offsets[i]:offsets[i + 1]]
+        assert len(got) == len(actions) == ros["lengths"][i]
+        # the node clamps to the cell's joint limits, exactly what the env does to every action
+        want = np.clip(actions, limits[:, 0], limits[:, 1])
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+        assert ros["successes"][i] == success
+
+    # and the evaluator of the transfer experiment agrees trial by trial
+    from act_training.evaluate import evaluate
+    from act_training.policy import ACTPolicyRuntime
+
+    res = evaluate(ACTPolicyRuntime.load(ckpt), arm=1, n_trials=len(SEEDS), mode="ensemble", seed=SEEDS[0],
+                   n_envs=1, max_steps=MAX_STEPS, env_kwargs={"max_episode_steps": MAX_STEPS}, progress=False)
+    assert res.successes == ros["successes"]
+    assert res.lengths == ros["lengths"]
