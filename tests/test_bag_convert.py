@@ -141,7 +141,8 @@ def test_gap_split_drop_and_error(tmp_path, caplog):
     rep = convert_bags([bag, ok], cfg_of(on_gap="drop"), tmp_path / "drop.h5", progress=False)
     assert rep.episodes == 1 and any("episode 0" in w and "dropped" in w for w in rep.warnings)
     # error
-    with pytest.raises(BagError, match=r"gap longer than max_staleness_s=0.1 on \[.*/cam/top.*\] from t=1.58s to t=2.00s"):
+    gap_msg = r"gap longer than max_staleness_s=0.1 on \[.*/cam/top.*\] from t=1.58s to t=2.00s"
+    with pytest.raises(BagError, match=gap_msg):
         convert_bags([bag], cfg_of(on_gap="error"), tmp_path / "err.h5", progress=False)
     assert not (tmp_path / "err.h5").exists()
 

@@ -1,0 +1,82 @@
+"""Benchmark (not part of the test suite): converter throughput and peak RSS on two bag sizes.
+
+    python tests/bench_bag_convert.py [--seconds 10 50] [--storage sqlite3 mcap]
+
+Writes synthetic bags (240x320 rgb8 camera at 30 Hz, JointState at 100 Hz, Float64MultiArray at
+50 Hz), then for each: the bare rosbags reader (iterate, and iterate + deserialize) and
+`act_bag_to_hdf5` in a child process whose RSS is sampled with psutil every 10 ms.
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from act_training.bag_convert import bag_size_bytes  # noqa: E402
+from bag_synth import base_config, write_bag  # noqa: E402
+
+
+def bare_read(bag: Path) -> tuple[float, float]:
+    from rosbags.highlevel import AnyReader
+
+    t = time.perf_counter()
+    with AnyReader([bag]) as r:
+        n = sum(1 for _ in r.messages())
+    t_iter = time.perf_counter() - t
+    t = time.perf_counter()
+    with AnyReader([bag]) as r:
+        for c, _, raw in r.messages():
+            r.deserialize(raw, c.msgtype)
+    return t_iter, time.perf_counter() - t + 0 * n
+
+
+def convert_peak_rss(bag: Path, cfg: Path, out: Path) -> tuple[float, float]:
+    t = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "act_training.bag_convert", str(bag), "--config", str(cfg),
+                          "--out", str(out), "--no-progress", "--overwrite"], stdout=subprocess.DEVNULL)
+    ps, peak = psutil.Process(p.pid), 0
+    while p.poll() is None:
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.01)
+    assert p.returncode == 0
+    return time.perf_counter() - t, peak / 2**20
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, nargs="+", default=[10, 50])
+    ap.add_argument("--storage", nargs="+", default=["sqlite3", "mcap"])
+    args = ap.parse_args()
+    d = Path(tempfile.mkdtemp(prefix="bagbench-"))
+    cfg = d / "map.yaml"
+    c = base_config(image_size=[96, 96])
+    cfg.write_text(yaml.safe_dump(c))
+    print("| storage | bag s | bag MB | rosbags iterate MB/s | rosbags iterate+deserialize MB/s "
+          "| convert MB/s | convert peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for storage in args.storage:
+        for secs in args.seconds:
+            bag = write_bag(d / f"{storage}_{int(secs)}", duration_s=secs, storage=storage,
+                            size_hw=(240, 320))
+            mb = bag_size_bytes(bag) / 1e6
+            ti, td = bare_read(bag)
+            tc, rss = convert_peak_rss(bag, cfg, d / "out.hdf5")
+            row = [storage, f"{secs:g}", f"{mb:.0f}", f"{mb / ti:.0f}", f"{mb / td:.0f}", f"{mb / tc:.1f}",
+                   f"{rss:.0f}"]
+            print("| " + " | ".join(row) + " |", flush=True)
+            import shutil
+
+            shutil.rmtree(bag)
+
+
+if __name__ == "__main__":
+    main()
