@@ -4,8 +4,8 @@
     ros2 launch launch/record_demos.launch.py mode:=arms \
         mapping:=$(ros2 pkg prefix act_training)/share/act_training/config/bag_physical_pair.yaml
 
-mode:=sim starts the MuJoCo bridge (mirror_arm_sim) and records its topics; mode:=arms records
-only (start the arms' drivers and the leader/follower teleop yourself). The recorded topics are
+mode:=sim starts the MuJoCo bridge (`mirror_arm_bridge`, real time by default; drive its
+`commands` topic by teleop or a policy) and records its topics; mode:=arms records only (start the arms' drivers and the leader/follower teleop yourself). The recorded topics are
 exactly those of the mapping YAML that converts the bag (cameras, qpos, action, episode marker),
 so recording and conversion cannot disagree. Convert afterwards with
 
@@ -62,14 +62,15 @@ def generate_launch_description():
         DeclareLaunchArgument("out", default_value="demos_bag", description="bag directory to create"),
         DeclareLaunchArgument("bridge_executable", default_value="mirror_arm_bridge",
                               description="mirror_arm_sim executable of the MuJoCo bridge node"),
-        DeclareLaunchArgument("use_expert", default_value="true",
-                              description="sim: drive the bridge with the scripted expert"),
+        DeclareLaunchArgument("lockstep", default_value="false",
+                              description="sim: bridge lockstep (then command with JointTrajectory and "
+                                          "convert with time: header) or real time (default)"),
         Node(
             package="mirror_arm_sim",
             executable=LaunchConfiguration("bridge_executable"),
             name="mirror_arm_bridge",
             output="screen",
-            parameters=[{"use_expert": LaunchConfiguration("use_expert")}],  # "true" -> bool (YAML)
+            parameters=[{"lockstep": LaunchConfiguration("lockstep")}],  # "false" -> bool (YAML)
             condition=IfCondition(PythonExpression(["'", mode, "' == 'sim'"])),
         ),
         OpaqueFunction(function=_record),
