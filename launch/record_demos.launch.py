@@ -5,7 +5,8 @@
         mapping:=$(ros2 pkg prefix act_training)/share/act_training/config/bag_physical_pair.yaml
 
 mode:=sim starts the MuJoCo bridge (`mirror_arm_bridge`, real time by default; drive its
-`commands` topic by teleop or a policy) and records its topics; mode:=arms records only (start the arms' drivers and the leader/follower teleop yourself). The recorded topics are
+`commands` topic by teleop or a policy) and records its topics; mode:=arms records only
+(start the arms' drivers and the leader/follower teleop yourself). The recorded topics are
 exactly those of the mapping YAML that converts the bag (cameras, qpos, action, episode marker),
 so recording and conversion cannot disagree. Convert afterwards with
 
