@@ -135,7 +135,7 @@ class ArmSpec:
 
 @dataclass(frozen=True)
 class TableSpec:
-    half: Vec3 = (0.55, 0.35, 0.02)   # table-top slab half sizes; top at `height`
+    half: Vec3 = (0.65, 0.55, 0.02)   # table-top slab half sizes; top at `height`
     height: float = 0.0
     rgba: tuple[float, float, float, float] = (0.62, 0.62, 0.60, 1.0)
     friction: float = 1.0
@@ -160,10 +160,10 @@ class TargetSpec:
 class TaskSpec:
     """Randomisation ranges for ARM 0 (arm 1 = mirror), world frame, and success tolerances."""
 
-    cube_x: Range = (-0.30, -0.12)
+    cube_x: Range = (-0.27, -0.09)
     cube_y: Range = (0.02, 0.20)
     cube_yaw: Range = (-0.785, 0.785)
-    target_x: Range = (-0.30, -0.12)
+    target_x: Range = (-0.27, -0.09)
     target_y: Range = (-0.20, -0.02)
     start_joint_noise: float = 0.05   # rad, uniform, on the 6 arm joints of the active arm
     # success: cube centre within `target radius - success_margin` of the target centre (xy),
@@ -319,7 +319,7 @@ def _viperx_like_arm() -> ArmSpec:
         tcp=(0.04, 0.0, 0.0),
     )
     home = (0.0, -0.6, 0.3, 0.0, 1.8708, 0.0, 0.04)
-    return ArmSpec(base_pos=(-0.42, 0.0, 0.0), base_half=(0.06, 0.06, 0.036), links=links,
+    return ArmSpec(base_pos=(-0.40, 0.0, 0.0), base_half=(0.06, 0.06, 0.036), links=links,
                    gripper=gripper, home=home)
 
 
@@ -328,7 +328,7 @@ def default_cell(wrist_cameras: bool = True) -> CellSpec:
     cams = [
         # Above the mirror plane, behind the table's front edge, looking down and slightly
         # forward; image right = world +x, so the mirror is the horizontal image flip.
-        CameraSpec("top", pos=(0.0, -0.35, 1.0), xyaxes=(1, 0, 0, 0, 0.94, 0.342), fovy=36.0),
+        CameraSpec("top", pos=(0.0, -0.25, 0.95), xyaxes=(1, 0, 0, 0, 0.966, 0.259), fovy=41.0),
     ]
     if wrist_cameras:
         # On the gripper link of each arm, looking along the tool with the fingers in view.
