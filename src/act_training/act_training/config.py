@@ -61,6 +61,7 @@ class ModelConfig:
     backbone_norm: str = "group"  # group: trains from scratch; frozen_batch: for pretrained weights
     backbone_weights: str = ""  # optional local torchvision state_dict file (no downloads here)
     shared_backbone: bool = True  # one trunk for every camera, or one per camera
+    backbone_layers: int = 4  # ResNet stages kept (4 = full trunk, stride 32; 2 = stride 8, for tests)
     # --- CVAE ---
     use_vae: bool = True
     latent_dim: int = 32
@@ -84,6 +85,7 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
         _check(self.backbone in BACKBONES, f"model.backbone must be one of {BACKBONES}")
         _check(self.backbone_norm in BACKBONE_NORMS, f"model.backbone_norm must be one of {BACKBONE_NORMS}")
+        _check(1 <= self.backbone_layers <= 4, "model.backbone_layers must be in 1..4")
         _check(self.latent_dim >= 1, "model.latent_dim must be >= 1")
         _check(not self.use_vae or self.n_vae_encoder_layers >= 1, "model.n_vae_encoder_layers must be >= 1")
         _check(self.kl_weight >= 0.0, "model.kl_weight must be >= 0")
@@ -231,12 +233,12 @@ def _preset_tiny() -> Config:
         model=ModelConfig(
             image_size=(32, 32), chunk_size=8, hidden_dim=32, n_heads=2, dim_feedforward=64,
             n_encoder_layers=1, n_decoder_layers=2, dropout=0.0, use_vae=True, latent_dim=8,
-            n_vae_encoder_layers=1, kl_weight=1.0,
+            n_vae_encoder_layers=1, kl_weight=1.0, backbone_layers=2,
         ),
         data=DataConfig(max_cameras=0, augment=False, num_workers=0),
         train=TrainConfig(
             steps=30, batch_size=8, lr=1e-3, lr_backbone=1e-3, warmup_steps=0, schedule="constant",
-            eval_every=10, eval_samples=16, ckpt_every=10, log_every=5,
+            eval_every=10, eval_samples=16, ckpt_every=10, log_every=5, threads=1,
         ),
     )
 
@@ -278,6 +280,11 @@ def _coerce(value, tp, where: str):
         _check(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected an int: {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         _check(isinstance(value, (int, float)) and not isinstance(value, bool),
                f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -42,9 +42,10 @@ def _group_norm(channels: int) -> nn.GroupNorm:
 
 
 class Backbone(nn.Module):
-    """ResNet trunk up to layer4: (B, 3, H, W) -> (B, C_feat, H/32, W/32)."""
+    """ResNet trunk up to layer`n_layers`: (B, 3, H, W) -> (B, C_feat, H/s, W/s), s = 32 for all 4."""
 
-    def __init__(self, name: str = "resnet18", norm: str = "group", weights_path: str = ""):
+    def __init__(self, name: str = "resnet18", norm: str = "group", weights_path: str = "",
+                 n_layers: int = 4):
         super().__init__()
         norm_layer = {
             "group": _group_norm,
@@ -66,10 +67,9 @@ class Backbone(nn.Module):
                     f"model.backbone_norm=frozen_batch for torchvision BN weights): missing {missing[:4]}, "
                     f"unexpected {unexpected[:4]}"
                 )
-        self.body = nn.Sequential(
-            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
-        )
-        self.num_channels = net.fc.in_features
+        stages = [net.layer1, net.layer2, net.layer3, net.layer4][:n_layers]
+        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, *stages)
+        self.num_channels = stages[-1][-1].conv2.out_channels
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -197,7 +197,8 @@ class ACT(nn.Module):
         d = cfg.hidden_dim
         n_bb = 1 if cfg.shared_backbone else cfg.num_cameras
         self.backbones = nn.ModuleList(
-            Backbone(cfg.backbone, cfg.backbone_norm, cfg.backbone_weights) for _ in range(n_bb)
+            Backbone(cfg.backbone, cfg.backbone_norm, cfg.backbone_weights, cfg.backbone_layers)
+            for _ in range(n_bb)
         )
         self.input_proj = nn.Conv2d(self.backbones[0].num_channels, d, kernel_size=1)
         self.pos_2d = SinePositionEmbedding2d(d)

@@ -1,0 +1,519 @@
+"""Train ACT on a demo HDF5 file. Resumable, and unchanged under torchrun (DDP).
+
+    act_train --data demos.hdf5 --preset cpu --out runs/x [--steps N] [--resume]
+              [--set model.hidden_dim=128 --set train.lr=1e-4 ...]
+    torchrun --nproc_per_node=N -m act_training.train --data ... --out ...   # same flags
+
+    from act_training.train import train
+    policy_path = train(cfg)            # -> <out>/policy.pt (or last.pt when train.stop_at hits)
+
+Writes into <out>:
+    checkpoints/last.pt   every train.ckpt_every steps and at the end, atomically; holds the
+                          optimizer, scheduler, step, RNG states and sampler position (--resume)
+    policy.pt             the final checkpoint (weights + config + stats + names) for the runtime
+    metrics.csv / .jsonl  step, split (train|val), loss, l1, kl, l1_prior (val, z = 0), lr, ...
+    tb/                   TensorBoard scalars
+    config.json           the resolved configuration
+Only rank 0 writes. A non-finite loss or gradient stops the run (TrainingDiverged, naming the
+step) without overwriting the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .checkpoint import CheckpointError, check_compatible, load_checkpoint, make_payload, save_checkpoint
+from .config import PRESETS, Config, ConfigError, ModelConfig, apply_overrides, get_preset
+from .dataset import make_datasets
+from .model import ACT, act_loss, count_parameters
+from .normalize import NormStats, prepare_images
+
+CSV_COLUMNS = ["step", "split", "loss", "l1", "kl", "l1_prior", "lr", "grad_norm", "samples_per_s",
+               "step_time_s", "data_wait_frac", "wall_time_s"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- helpers
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler that can start part-way through an epoch (for exact resume)."""
+
+    def __init__(self, dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
+                         drop_last=len(dataset) >= num_replicas)
+        self.start = 0
+
+    def __iter__(self):
+        idx = list(super().__iter__())
+        start, self.start = self.start, 0  # only the first epoch after a resume is partial
+        return iter(idx[start:])
+
+    def __len__(self):
+        return self.num_samples
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if _cpu_has_bf16() else None
+
+
+def lr_lambda(cfg) -> callable:
+    total, warm, floor = cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio
+
+    def f(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "constant":
+            return 1.0
+        p = min(1.0, (step - warm) / max(1, total - warm))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+    return f
+
+
+def _rng_state() -> dict:
+    st = np.random.get_state()  # noqa: NPY002 - the legacy global RNG is what we restore
+    out = {
+        "torch": torch.get_rng_state(),
+        "numpy": [st[0], torch.from_numpy(st[1].astype(np.int64)), int(st[2]), int(st[3]), float(st[4])],
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    n = st["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))  # noqa: NPY002
+    p = st["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+class MetricsLog:
+    """metrics.csv + metrics.jsonl (+ TensorBoard). On resume, rows after the resumed step are dropped."""
+
+    def __init__(self, out: Path, start_step: int, enabled: bool):
+        self.enabled = enabled
+        self.csv_path, self.jsonl_path = out / "metrics.csv", out / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        if start_step > 0:
+            self._truncate(start_step)
+        else:
+            self.csv_path.unlink(missing_ok=True)
+            self.jsonl_path.unlink(missing_ok=True)
+        new = not self.csv_path.exists()
+        self._csv_f = open(self.csv_path, "a", newline="")
+        self._csv = csv.DictWriter(self._csv_f, CSV_COLUMNS, extrasaction="ignore")
+        if new:
+            self._csv.writeheader()
+        self._jsonl = open(self.jsonl_path, "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"), purge_step=start_step or None)
+        except ImportError:  # tensorboard is optional
+            self.tb = None
+
+    def _truncate(self, step: int) -> None:
+        if self.csv_path.exists():
+            with open(self.csv_path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+            with open(self.csv_path, "w", newline="") as f:
+                w = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
+        if self.jsonl_path.exists():
+            lines = [ln for ln in self.jsonl_path.read_text().splitlines()
+                     if ln.strip() and json.loads(ln)["step"] <= step]
+            self.jsonl_path.write_text("".join(ln + "\n" for ln in lines))
+
+    def log(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self._csv.writerow(row)
+        self._csv_f.flush()
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "split") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"{row['split']}/{k}", v, row["step"])
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._csv_f.close()
+        self._jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def _device(cfg_device: str, local_rank: int) -> torch.device:
+    if cfg_device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    d = torch.device(cfg_device)
+    if d.type == "cuda" and d.index is None:
+        d = torch.device(f"cuda:{local_rank}")
+    return d
+
+
+def complete_model_config(mc: ModelConfig, cameras, state_dim: int, action_dim: int, image_hw) -> ModelConfig:
+    """Fill the data-dependent fields; refuse a config that contradicts the data."""
+    if mc.camera_names and tuple(mc.camera_names) != tuple(cameras):
+        raise ConfigError(f"model.camera_names {list(mc.camera_names)} != the data's cameras {list(cameras)}")
+    dims = (("state_dim", mc.state_dim, state_dim), ("action_dim", mc.action_dim, action_dim))
+    for name, have, want in dims:
+        if have and have != want:
+            raise ConfigError(f"model.{name} {have} != the data's {want}")
+    return replace(mc, camera_names=tuple(cameras), state_dim=state_dim, action_dim=action_dim,
+                   image_size=tuple(mc.image_size) if mc.image_size else tuple(image_hw))
+
+
+# ----------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate(model: ACT, dataset, cfg: Config, device, amp_dtype) -> dict:
+    """Validation on a fixed, evenly spaced subset of held-out samples.
+
+    loss / l1 / kl: the training objective (posterior z); l1_prior: L1 with z = 0, as at inference.
+    """
+    n = min(len(dataset), cfg.train.eval_samples)
+    idx = np.linspace(0, len(dataset) - 1, n).round().astype(int)
+    was_training = model.training
+    model.eval()
+    sums = {"loss": 0.0, "l1": 0.0, "kl": 0.0, "l1_prior": 0.0}
+    bs = cfg.train.batch_size
+    for s in range(0, n, bs):
+        batch = torch.utils.data.default_collate([dataset[int(i)] for i in idx[s:s + bs]])
+        b = _to_device(batch, device, model.cfg.image_size)
+        with _autocast(device, amp_dtype):
+            a, mu, lv = model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
+            a0, _, _ = model(b["images"], b["qpos"])
+        ls = act_loss(a, b["actions"], b["action_is_pad"], mu, lv, model.cfg.kl_weight)
+        l0 = act_loss(a0, b["actions"], b["action_is_pad"], None, None, 0.0)
+        k = len(b["qpos"])
+        for key in ("loss", "l1", "kl"):
+            sums[key] += float(ls[key]) * k
+        sums["l1_prior"] += float(l0["l1"]) * k
+    model.train(was_training)
+    return {k: v / n for k, v in sums.items()}
+
+
+def _autocast(device: torch.device, dtype):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def _to_device(batch: dict, device, image_size) -> dict:
+    nb = device.type == "cuda"
+    return {
+        "images": prepare_images(batch["images"].to(device, non_blocking=nb), image_size),
+        "qpos": batch["qpos"].to(device, non_blocking=nb),
+        "actions": batch["actions"].to(device, non_blocking=nb),
+        "action_is_pad": batch["action_is_pad"].to(device, non_blocking=nb),
+    }
+
+
+# ----------------------------------------------------------------------------- training
+def train(cfg: Config, resume: bool = False) -> Path:
+    """Train; return the final checkpoint path (<out>/policy.pt, or last.pt if stopped early)."""
+    world, rank, local_rank = _dist_info()
+    distributed = world > 1
+    device = _device(cfg.train.device, local_rank)
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        return _train(cfg, resume, world, rank, device)
+    finally:
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.device) -> Path:
+    tc = cfg.train
+    is_main = rank == 0
+    torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // world))
+    out = Path(tc.out_dir)
+    ckpt_dir = out / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+
+    # ---- data (validated on open) and, when resuming, the checkpoint: checked before any training
+    train_ds, val_ds = make_datasets(cfg.data, cfg.model.chunk_size, seed=tc.seed + rank)
+    info = train_ds.info
+    ckpt = None
+    if resume:
+        if last_path.is_file():
+            ckpt = load_checkpoint(last_path)
+            check_compatible(ckpt, train_ds.cameras, info.state_dim, info.action_dim, f"data {info.path}")
+            if "train_state" not in ckpt:
+                raise CheckpointError(f"{last_path}: has no training state to resume from")
+        elif is_main:
+            print(f"[act_train] --resume: no {last_path} yet, starting from step 0", file=sys.stderr)
+    elif is_main and last_path.exists():
+        raise CheckpointError(f"{last_path} exists: pass --resume to continue that run, or use another --out")
+
+    if ckpt is not None:
+        mc = ckpt["model_config_obj"]
+        stats: NormStats = ckpt["norm_stats_obj"]
+        if mc.chunk_size != cfg.model.chunk_size:
+            raise CheckpointError(
+                f"{last_path}: chunk_size {mc.chunk_size} != configured {cfg.model.chunk_size}")
+        train_ds.stats = stats
+        if val_ds is not None:
+            val_ds.stats = stats
+    else:
+        mc = complete_model_config(cfg.model, train_ds.cameras, info.state_dim, info.action_dim,
+                                   info.image_shape)
+        stats = train_ds.stats
+    cfg = replace(cfg, model=mc)
+
+    torch.manual_seed(tc.seed + rank)
+    np.random.seed((tc.seed + rank) % 2**32)  # noqa: NPY002
+    random.seed(tc.seed + rank)
+
+    model = ACT(mc).to(device)
+    backbone_ids = {id(p) for p in model.backbone_parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in backbone_ids], "lr": tc.lr},
+        {"params": [p for p in model.parameters() if id(p) in backbone_ids], "lr": tc.lr_backbone},
+    ]
+    opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
+    sampler = ResumableSampler(train_ds, num_replicas=world, rank=rank, seed=tc.seed)
+    step, epoch, batches_in_epoch = 0, 0, 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model_state"])
+        ts = ckpt["train_state"]
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        step, epoch, batches_in_epoch = int(ckpt["step"]), int(ts["epoch"]), int(ts["batches_in_epoch"])
+        if ts.get("world_size", 1) == world and is_main:
+            _set_rng_state(ts["rng"])
+        else:
+            torch.manual_seed(tc.seed + rank + step)
+        sampler.start = batches_in_epoch * tc.batch_size
+    sampler.set_epoch(epoch)
+    del ckpt
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp_dtype = resolve_amp(tc.amp, device)
+
+    loader = DataLoader(
+        train_ds, batch_size=tc.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
+        drop_last=len(train_ds) // world >= tc.batch_size, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+        prefetch_factor=4 if cfg.data.num_workers > 0 else None,
+    )
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        print(f"[act_train] {count_parameters(model) / 1e6:.1f}M params | train {len(train_ds)} samples "
+              f"({len(train_ds.episodes)} episodes), val {len(val_ds) if val_ds else 0} | cameras "
+              f"{list(mc.camera_names)} {mc.image_size} | world {world} | device {device} | "
+              f"amp {amp_dtype} | threads {torch.get_num_threads()} | start step {step}", file=sys.stderr)
+    metrics = MetricsLog(out, step, is_main)
+
+    def save(path: Path, with_state: bool) -> None:
+        ts = None
+        if with_state:
+            ts = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                  "batches_in_epoch": batches_in_epoch, "rng": _rng_state(), "world_size": world}
+        save_checkpoint(path, make_payload(model, cfg.to_dict(), stats, info.joint_names, info.action_names,
+                                           info.layout_version, step, ts))
+
+    stop = min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps
+    pbar = None
+    if is_main:
+        from tqdm import tqdm
+
+        pbar = tqdm(total=tc.steps, initial=step, desc="act_train", dynamic_ncols=True, file=sys.stderr)
+    it = iter(loader)
+    acc = {"loss": 0.0, "l1": 0.0, "kl": 0.0, "grad_norm": 0.0, "n": 0, "data": 0.0, "total": 0.0}
+    t_start = time.perf_counter()
+    model.train()
+    try:
+        while step < stop:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                epoch += 1
+                batches_in_epoch = 0
+                sampler.set_epoch(epoch)
+                it = iter(loader)
+                batch = next(it)
+            batches_in_epoch += 1
+            t_data = time.perf_counter() - t0
+            b = _to_device(batch, device, mc.image_size)
+            with _autocast(device, amp_dtype):
+                a, mu, lv = ddp_model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
+            ls = act_loss(a, b["actions"], b["action_is_pad"], mu, lv, mc.kl_weight)
+            opt.zero_grad(set_to_none=True)
+            ls["loss"].backward()
+            clip = tc.grad_clip if tc.grad_clip > 0 else float("inf")
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            stats_t = torch.stack([ls["loss"], ls["l1"], ls["kl"], gn]).detach().float()
+            bad = (~torch.isfinite(stats_t)).any().float().reshape(1)
+            if world > 1:
+                vec = torch.cat([stats_t, bad]).to(device)
+                dist.all_reduce(vec)
+                stats_t, bad = vec[:4].cpu() / world, vec[4:].cpu()
+            if bad.item() > 0:
+                good = f"; last good checkpoint: {last_path}" if last_path.exists() else ""
+                raise TrainingDiverged(
+                    f"non-finite loss/gradient at step {step + 1} (loss={stats_t[0].item()}, "
+                    f"grad_norm={stats_t[3].item()}){good}")
+            opt.step()
+            sched.step()
+            step += 1
+            lossv, l1v, klv, gnv = (float(x) for x in stats_t)
+            dt = time.perf_counter() - t0
+            for k, v in (("loss", lossv), ("l1", l1v), ("kl", klv), ("grad_norm", gnv), ("data", t_data),
+                         ("total", dt)):
+                acc[k] += v
+            acc["n"] += 1
+            if pbar is not None:
+                pbar.update(1)
+            if step % tc.log_every == 0 or step == stop:
+                n = acc["n"]
+                tot = acc["total"]
+                row = {"step": step, "split": "train", "loss": acc["loss"] / n, "l1": acc["l1"] / n,
+                       "kl": acc["kl"] / n, "lr": sched.get_last_lr()[0], "grad_norm": acc["grad_norm"] / n,
+                       "step_time_s": tot / n, "samples_per_s": n * tc.batch_size * world / tot,
+                       "data_wait_frac": acc["data"] / tot, "wall_time_s": time.perf_counter() - t_start}
+                metrics.log(row)
+                if pbar is not None:
+                    pbar.set_postfix(loss=f"{row['loss']:.3f}", l1=f"{row['l1']:.3f}", kl=f"{row['kl']:.2f}",
+                                     sps=f"{row['samples_per_s']:.0f}")
+                acc = dict.fromkeys(acc, 0.0)
+                acc["n"] = 0
+            last_step = step == stop
+            eval_now = (tc.eval_every and step % tc.eval_every == 0) or last_step
+            if is_main and val_ds is not None and eval_now:
+                v = evaluate(model, val_ds, cfg, device, amp_dtype)
+                metrics.log({"step": step, "split": "val", **v, "wall_time_s": time.perf_counter() - t_start})
+                if pbar is not None:
+                    pbar.write(f"[act_train] step {step}: val loss {v['loss']:.4f} l1 {v['l1']:.4f} "
+                               f"kl {v['kl']:.3f} l1(z=0) {v['l1_prior']:.4f}")
+            if (tc.ckpt_every and step % tc.ckpt_every == 0) or last_step:
+                if is_main:
+                    save(last_path, with_state=True)
+                if world > 1:
+                    dist.barrier()
+    finally:
+        if pbar is not None:
+            pbar.close()
+        metrics.close()
+        train_ds.close()
+    final = out / "policy.pt"
+    if step >= tc.steps:
+        if is_main:
+            save(final, with_state=False)
+        if world > 1:
+            dist.barrier()
+        return final
+    return last_path
+
+
+# ----------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="act_train", description="Train an ACT policy on a demo HDF5 file (see docs/training.md).")
+    p.add_argument("--data", help="demo HDF5 file (data.path)")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="named configuration")
+    p.add_argument("--out", help="output directory (train.out_dir)")
+    p.add_argument("--steps", type=int, help="total optimisation steps (train.steps)")
+    p.add_argument("--batch-size", type=int, help="per-process batch size (train.batch_size)")
+    p.add_argument("--lr", type=float, help="train.lr")
+    p.add_argument("--num-workers", type=int, help="DataLoader workers (data.num_workers)")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (train.device)")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set model.hidden_dim=128 (repeatable)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return p
+
+
+def config_from_args(args) -> Config:
+    cfg = get_preset(args.preset)
+    flags = {"data.path": args.data, "train.out_dir": args.out, "train.steps": args.steps,
+             "train.batch_size": args.batch_size, "train.lr": args.lr, "data.num_workers": args.num_workers,
+             "train.device": args.device, "train.seed": args.seed}
+    cfg = apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
+    return apply_overrides(cfg, args.overrides) if args.overrides else cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as e:
+        print(f"act_train: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    if not cfg.data.path:
+        print("act_train: --data is required", file=sys.stderr)
+        return 2
+    try:
+        path = train(cfg, resume=args.resume)
+    except (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError, ValueError) as e:
+        print(f"act_train: error: {e}", file=sys.stderr)
+        return 1
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(path)
+    return 0
+
+
+__all__ = ["train", "main", "evaluate", "TrainingDiverged", "ResumableSampler"]
+
+if __name__ == "__main__":
+    sys.exit(main())
