@@ -140,13 +140,13 @@ def _compose(scene: np.ndarray, policy_view: np.ndarray, text: str, ok: bool | N
     frame = np.concatenate([pad(scene), pad(view)], axis=1)
     H, W = frame.shape[:2]
     frame = np.pad(frame, ((0, (-H) % 16), (0, (-W) % 16), (0, 0)))
+    frame = np.concatenate([np.zeros((32, frame.shape[1], 3), np.uint8), frame], axis=0)  # caption bar
     try:
         import cv2
 
         frame = np.ascontiguousarray(frame)
-        color = (255, 255, 255) if ok is None else ((60, 220, 60) if ok else (230, 60, 60))
-        cv2.putText(frame, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(frame, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, color, 1, cv2.LINE_AA)
+        color = (255, 255, 255) if ok is None else ((60, 230, 60) if ok else (240, 70, 70))
+        cv2.putText(frame, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, color, 1, cv2.LINE_AA)
     except ImportError:  # pragma: no cover - opencv is a dependency; captions are optional
         pass
     return frame
@@ -348,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import torchvision  # noqa: F401  (before any MuJoCo EGL rendering: see transfer.py)
+
     from act_training.policy import ACTPolicyRuntime
 
     runtime = ACTPolicyRuntime.load(args.checkpoint, device=args.device)

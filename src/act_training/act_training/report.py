@@ -74,6 +74,9 @@ def load_metrics(path: str | Path) -> list[dict]:
     for r in rows:
         clean = {}
         for k, v in r.items():
+            if k == "split" and isinstance(v, str):
+                clean[k] = v  # train | val: plotted as separate curves
+                continue
             try:
                 clean[k] = float(v)
             except (TypeError, ValueError):
@@ -94,18 +97,22 @@ def plot_loss(metrics: list[dict], path: Path) -> bool:
         return False
     xkey = next((k for k in ("step", "global_step", "iteration", "epoch") if k in metrics[0]), None)
     keys = sorted({k for r in metrics for k in r
-                   if k != xkey and any(t in k.lower() for t in ("loss", "l1", "kl"))})
+                   if k not in (xkey, "split") and any(t in k.lower() for t in ("loss", "l1", "kl"))})
     if not keys:
         return False
+    splits = sorted({r.get("split", "") for r in metrics})
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key in keys:
-        pts = [(r.get(xkey, i), r[key]) for i, r in enumerate(metrics) if key in r and np.isfinite(r[key])]
-        if pts:
-            x, y = zip(*pts)
-            ax.plot(x, y, label=key, lw=1.2)
+    for split in splits:
+        rows = [r for r in metrics if r.get("split", "") == split]
+        for key in keys:
+            pts = [(r.get(xkey, i), r[key]) for i, r in enumerate(rows) if key in r and np.isfinite(r[key])]
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(x, y, label=f"{split} {key}".strip(), lw=1.2, ls="--" if split == "val" else "-",
+                        marker="o" if split == "val" else None, ms=3)
     ax.set_xlabel(xkey or "record")
     ax.set_ylabel("loss")
-    positive = all(r[k] > 0 for r in metrics for k in keys if k in r)
+    positive = all(r[k] > 0 for r in metrics for k in keys if k in r and np.isfinite(r[k]))
     if positive:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
@@ -224,8 +231,10 @@ def write_report(
     md += ["## Training", ""]
     if has_loss:
         md += ["![training loss](loss.png)", ""]
-        last = metrics[-1]
-        md += ["Last logged metrics: " + ", ".join(f"{k} = {v:.4g}" for k, v in last.items()), ""]
+        for split in sorted({r.get("split", "") for r in metrics}):
+            last = [r for r in metrics if r.get("split", "") == split][-1]
+            md += [f"Last {split or 'logged'} metrics: " + ", ".join(
+                f"{k} = {v:.4g}" for k, v in last.items() if k != "split"), ""]
     else:
         md += ["(no training metrics found" + (f" at {metrics_path}" if metrics_path else "") + ")", ""]
     md += ["## Videos", ""]

@@ -143,7 +143,7 @@ class Stages:
 def _log(msg: str) -> None:
     from tqdm.auto import tqdm
 
-    tqdm.write(f"[transfer {time.strftime('%H:%M:%S')}] {msg}")
+    tqdm.write(f"[transfer {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,12 +166,14 @@ def stage_demos(cfg: dict, out: Path, stages: Stages) -> tuple[str, str, float]:
     d = cfg["demos"]
     _log(f"demos: generating {d['num_demos']} expert demos on arm 0 -> {path}")
     t0 = time.perf_counter()
-    generate_demos(
+    stats = generate_demos(
         str(path), num_demos=d["num_demos"], arm=0, seed=d["seed"],
         image_size=tuple(d["image_size"]), cameras=tuple(d["cameras"]),
     )
     dt = time.perf_counter() - t0
-    stages.mark("demos", key, {"hdf5": str(path)}, dt)
+    _log(f"demos: {stats}")
+    stages.mark("demos", key, {"hdf5": str(path), "attempts": getattr(stats, "attempts", None),
+                               "failed_seeds": getattr(stats, "failed_seeds", None)}, dt)
     return str(path), key, dt
 
 
@@ -283,10 +285,21 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: 
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
+def _import_torch_before_rendering() -> None:
+    """Load torch/torchvision (and triton, via torch._dynamo) BEFORE MuJoCo's EGL renderer runs:
+    importing triton after an EGL context exists segfaults in this environment."""
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+
+    import act_training.policy  # noqa: F401
+    import act_training.train  # noqa: F401
+
+
 def run(cfg: dict, out: str | Path) -> Path:
     """Run (or resume) every stage; return the report.md path."""
     from act_training.report import write_report
 
+    _import_torch_before_rendering()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(out)

@@ -1,0 +1,61 @@
+"""End to end: `act_transfer --quick` (real sim, real training, real evaluation) writes a complete
+report, and a second invocation resumes: every finished stage is skipped."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torchvision  # noqa: F401  -- load torch/triton before any test renders with MuJoCo EGL
+
+from act_training import transfer
+
+
+@pytest.mark.slow
+def test_quick_transfer_report_and_resume(tmp_path):
+    out = tmp_path / "run"
+    assert transfer.main(["--preset", "cpu", "--quick", "--out", str(out)]) == 0
+    report = out / "report"
+    md = (report / "report.md").read_text()
+    for needle in ("Arm 1 ≥ 70 %: hypothesis", "95 % Wilson interval", "| 0 | chunked |",
+                   "| 1 | ensemble | yes |", "no (control)", "![training loss](loss.png)",
+                   "![success](success.png)", "## Videos",
+                   "git revision", "config.yaml"):
+        assert needle in md, needle
+    for name in ("loss.png", "success.png", "config.yaml", "results.json"):
+        assert (report / name).stat().st_size > 0, name
+    videos = sorted((report / "videos").glob("*.mp4"))
+    assert len(videos) == 5 and all(v.stat().st_size > 0 for v in videos)
+    data = json.loads((report / "results.json").read_text())
+    labels = {r["label"] for r in data["results"]}
+    assert labels == {"arm0-chunked-raw", "arm0-ensemble-raw", "arm1-chunked-mirror", "arm1-ensemble-mirror",
+                      "arm1-chunked-raw"}
+    for r in data["results"]:
+        assert r["n_trials"] == 2 and len(r["seeds"]) == 2 and all(n > 0 for n in r["lengths"])
+    markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    assert {"demos.json", "train.json"} <= set(markers) and len(markers) == 7
+
+    # Resume: nothing is redone, the report is rewritten from the stored results.
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "act_training.transfer", "--preset", "cpu", "--quick",
+                          "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "demos: done" in res.stderr and "train: done" in res.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == markers
+    assert time.perf_counter() - t0 < 120
+
+
+def test_presets_resolve():
+    argv = ["--preset", "cpu", "--out", "x", "--trials", "7", "--num-demos", "3"]
+    args = transfer.build_parser().parse_args(argv)
+    cfg = transfer.resolve_config(args)
+    assert cfg["eval"]["trials"] == 7 and cfg["demos"]["num_demos"] == 3 and not cfg["quick"]
+    rows = transfer.eval_matrix(cfg)
+    assert {(r["arm"], r["mirror"]) for r in rows} == {(0, False), (1, True), (1, False)}
+    quick = transfer.resolve_config(transfer.build_parser().parse_args(["--quick", "--out", "x"]))
+    assert quick["eval"]["trials"] == 2 and quick["train"]["preset"] == "tiny"
+    paper = transfer.resolve_config(transfer.build_parser().parse_args(["--preset", "paper", "--out", "x"]))
+    assert paper["train"]["preset"] == "paper"
