@@ -23,7 +23,7 @@ from builtin_interfaces.msg import Duration
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -74,6 +74,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "joint_lower_limits": (Parameter.Type.DOUBLE_ARRAY, "Lower joint limits (action order), source params."),
     "joint_upper_limits": (Parameter.Type.DOUBLE_ARRAY, "Upper joint limits (action order), source params."),
     "max_step": (0.0, "Largest change of a joint command per tick (rad or m; <= 0: unlimited)."),
+    "executor_threads": (1, "ROS executor threads: 1 = SingleThreadedExecutor, N > 1 = MultiThreadedExecutor "
+                            "(timer, inputs and services in separate callback groups). Inference always "
+                            "runs on its own worker thread."),
     "status_rate": (5.0, "PolicyStatus publication rate in Hz (also published on every mode change)."),
     "warn_throttle_s": (2.0, "Minimum interval between repeated input warnings (s)."),
 }
@@ -148,6 +151,7 @@ class ACTPolicyNode(Node):
 
         # --- state (guarded by self._lock) ---------------------------------------------------
         self._lock = threading.RLock()
+        self._warned: dict[str, float] = {}
         self._images: dict[str, tuple[np.ndarray, int]] = {}  # camera -> (rgb, stamp ns)
         self._qpos: tuple[np.ndarray, int] | None = None
         self._enabled = bool(p["enabled_on_start"])
@@ -235,9 +239,17 @@ class ACTPolicyNode(Node):
         except ValueError as e:
             raise ConfigError(str(e)) from None
 
-    def _warn(self, text: str, error: bool = False) -> None:
+    def _warn(self, text: str, error: bool = False, key: str | None = None) -> None:
+        """Throttled per `key` (default: the text up to its first colon), so that different
+        problems are each reported while a repeated one is not."""
+        key = key or text.split(":")[0]
+        now = time.monotonic()
+        last = self._warned.get(key)
+        if last is not None and now - last < float(self.p["warn_throttle_s"]):
+            return
+        self._warned[key] = now
         log = self.get_logger()
-        (log.error if error else log.warning)(text, throttle_duration_sec=float(self.p["warn_throttle_s"]))
+        (log.error if error else log.warning)(text)
 
     # ------------------------------------------------------------------------------------------
     # inputs
@@ -253,7 +265,7 @@ class ACTPolicyNode(Node):
         except (InputError, ValueError) as e:
             with self._lock:
                 self._rejected += 1
-            self._warn(f"camera '{camera}': image rejected: {e}")
+            self._warn(f"camera '{camera}': image rejected: {e}", key=f"image {camera} {str(e)[:24]}")
             return
         with self._lock:
             self._images[camera] = (img, self._stamp_ns(msg.header))
@@ -267,7 +279,7 @@ class ACTPolicyNode(Node):
         except InputError as e:
             with self._lock:
                 self._rejected += 1
-            self._warn(f"joint_states rejected: {e}", error="lacks joints" in str(e))
+            self._warn(f"joint_states rejected: {e}", error="lacks joints" in str(e), key=f"js {str(e)[:24]}")
             return
         with self._lock:
             self._qpos = (q, self._stamp_ns(msg.header))
@@ -486,7 +498,8 @@ def main(args=None) -> int:
     code = 0
     try:
         node = ACTPolicyNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        n = int(node.p["executor_threads"])
+        executor = MultiThreadedExecutor(num_threads=n) if n > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except ConfigError as e:
