@@ -26,6 +26,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "act_train = act_training.train:main",
             "act_evaluate = act_training.evaluate:main",
             "act_transfer = act_training.transfer:main",
             "act_bag_to_hdf5 = act_training.bag_convert:main",

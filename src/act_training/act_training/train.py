@@ -223,6 +223,14 @@ def evaluate(model: ACT, dataset, cfg: Config, device, amp_dtype) -> dict:
     idx = np.linspace(0, len(dataset) - 1, n).round().astype(int)
     was_training = model.training
     model.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        # the posterior's noise must not shift the training RNG stream (exact resume)
+        torch.manual_seed(0)
+        return _evaluate(model, dataset, idx, cfg, device, amp_dtype, was_training)
+
+
+def _evaluate(model, dataset, idx, cfg, device, amp_dtype, was_training) -> dict:
+    n = len(idx)
     sums = {"loss": 0.0, "l1": 0.0, "kl": 0.0, "l1_prior": 0.0}
     bs = cfg.train.batch_size
     for s in range(0, n, bs):
@@ -349,6 +357,8 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
         drop_last=len(train_ds) // world >= tc.batch_size, pin_memory=device.type == "cuda",
         persistent_workers=cfg.data.num_workers > 0,
         prefetch_factor=4 if cfg.data.num_workers > 0 else None,
+        # worker seeds come from this generator, not the global RNG (which resume restores exactly)
+        generator=torch.Generator().manual_seed(tc.seed * 1000 + rank + step),
     )
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -440,7 +450,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
                 metrics.log({"step": step, "split": "val", **v, "wall_time_s": time.perf_counter() - t_start})
                 if pbar is not None:
                     pbar.write(f"[act_train] step {step}: val loss {v['loss']:.4f} l1 {v['l1']:.4f} "
-                               f"kl {v['kl']:.3f} l1(z=0) {v['l1_prior']:.4f}")
+                               f"kl {v['kl']:.3f} l1(z=0) {v['l1_prior']:.4f}", file=sys.stderr)
             if (tc.ckpt_every and step % tc.ckpt_every == 0) or last_step:
                 if is_main:
                     save(last_path, with_state=True)
