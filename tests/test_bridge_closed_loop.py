@@ -62,11 +62,15 @@ def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
 @pytest.mark.ros
 def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path):
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", image_size=IMAGE, chunk_size=8)
-    bridge = start("mirror_arm_sim.bridge_node", {"image_size": list(IMAGE), "max_episode_steps": MAX_STEPS,
-                                                  "lockstep": True}, name="bridge", log_dir=tmp_path)
+    # the shipped parameter files, with the launch file's overrides
+    bridge = start("mirror_arm_sim.bridge_node",
+                   {"arm": 1, "image_size": list(IMAGE), "max_episode_steps": MAX_STEPS, "lockstep": True},
+                   name="bridge", log_dir=tmp_path,
+                   ros_args=["--params-file", str(ROOT / "src/mirror_arm_sim/config/mujoco_bridge.yaml")])
     node = start("act_policy_node.policy_node",
-                 {"checkpoint": str(ckpt), "arm": 1, "execution": "ensemble", "lockstep": True,
-                  "enabled_on_start": True, "joint_limits_source": "cell"}, name="node", log_dir=tmp_path)
+                 {"checkpoint": str(ckpt), "arm": 1, "execution": "ensemble", "lockstep": True},
+                 name="node", log_dir=tmp_path,
+                 ros_args=["--params-file", str(ROOT / "src/act_policy_node/config/sim_arm1.yaml")])
     try:
         ev = subprocess.run(
             [sys.executable, "-m", "mirror_arm_sim.ros_eval", "--trials", str(len(SEEDS)), "--arm", "1",

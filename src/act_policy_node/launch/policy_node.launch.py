@@ -1,0 +1,43 @@
+"""The ACT policy node on physical arms (or any robot speaking ros2_control conventions).
+
+    ros2 launch act_policy_node policy_node.launch.py checkpoint:=/path/policy.pt \
+        params_file:=/path/my_pair.yaml command_topic:=/right_arm_controller/commands \
+        joint_states_topic:=/joint_states [namespace:=right] [use_sim_time:=false]
+
+Parameters come from `params_file` (default: the package's config/physical_pair.yaml, an
+example to copy and adapt); `checkpoint` and `use_sim_time` are set here. The node starts as
+configured by `enabled_on_start` (false in the example): enable it with the ~/enable service.
+"""
+
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("checkpoint", description="policy checkpoint (.pt) written by act_train"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([FindPackageShare("act_policy_node"), "config",
+                                                "physical_pair.yaml"]),
+            description="node parameters (see config/physical_pair.yaml and docs/ros.md)"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument("command_topic", default_value="/forward_position_controller/commands",
+                              description="where the joint commands go"),
+        DeclareLaunchArgument("joint_states_topic", default_value="/joint_states",
+                              description="the arms' sensor_msgs/JointState"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
+        Node(
+            package="act_policy_node", executable="act_policy_node", name="act_policy_node",
+            namespace=LaunchConfiguration("namespace"), output="screen",
+            parameters=[LaunchConfiguration("params_file"),
+                        {"checkpoint": LaunchConfiguration("checkpoint"),
+                         "use_sim_time": LaunchConfiguration("use_sim_time")}],
+            remappings=[("commands", LaunchConfiguration("command_topic")),
+                        ("joint_states", LaunchConfiguration("joint_states_topic"))],
+        ),
+    ])

@@ -1,0 +1,99 @@
+"""Evaluate an ACT checkpoint over ROS 2 on arm 0 or (mirrored) arm 1 of the cell.
+
+    ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
+        [mode:=chunked|ensemble] [sim:=mujoco|gazebo] [trials:=20] [seed:=1000]
+
+Starts the simulator bridge, the policy node (act_policy_node, params
+act_policy_node/config/sim_arm<arm>.yaml) and the evaluator (mirror_arm_ros_eval), which runs
+`trials` seeded episodes (seed + i) and prints the success rate; the launch shuts down when the
+evaluator exits.
+
+sim:=mujoco (default): the MuJoCo bridge in LOCKSTEP mode (simulated time advances one control
+step per command) and the node with lockstep:=true, so the figures equal `act_evaluate`'s on the
+same seeds (docs/ros.md). sim:=gazebo: includes gazebo_cell.launch.py (Gazebo + ros_gz_bridge +
+the adapter, named mirror_arm_bridge like the MuJoCo bridge) and runs the node on its timer with
+use_sim_time:=true.
+"""
+
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import EqualsSubstitution, LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
+
+ARGUMENTS = [
+    # name, default, description, choices
+    ("checkpoint", None, "policy checkpoint (.pt) written by act_train (required)", None),
+    ("arm", "1", "arm to evaluate; 1 is driven through the mirror map", ["0", "1"]),
+    ("mode", "ensemble", "chunk execution", ["chunked", "ensemble"]),
+    ("sim", "mujoco", "simulator", ["mujoco", "gazebo"]),
+    ("trials", "20", "number of seeded episodes", None),
+    ("seed", "1000", "trial i uses env seed seed + i", None),
+    ("image_size", "96,96", "camera image size H,W (the policy's)", None),
+    ("max_episode_steps", "300", "episode step limit", None),
+    ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
+    ("result_json", "", "write per-trial results here (empty: do not)", None),
+]
+
+
+def _nodes(context, *args, **kwargs):
+    def arg(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    arm, sim, mode = int(arg("arm")), arg("sim"), arg("mode")
+    checkpoint, command_type = arg("checkpoint"), arg("command_type")
+    size = [int(v) for v in arg("image_size").split(",")]
+    mujoco = sim == "mujoco"
+    actions = []
+    if mujoco:
+        bridge_yaml = PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "config",
+                                            "mujoco_bridge.yaml"])
+        actions.append(Node(
+            package="mirror_arm_sim", executable="mirror_arm_bridge", name="mirror_arm_bridge",
+            output="screen", parameters=[bridge_yaml,
+                        {"arm": arm, "image_size": size, "lockstep": True, "command_type": command_type,
+                         "max_episode_steps": int(arg("max_episode_steps"))}]))
+    node_yaml = PathJoinSubstitution([FindPackageShare("act_policy_node"), "config", f"sim_arm{arm}.yaml"])
+    actions.append(Node(
+        package="act_policy_node", executable="act_policy_node", name="act_policy_node", output="screen",
+        parameters=[node_yaml,
+                    {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": mujoco,
+                     "command_type": command_type, "use_sim_time": not mujoco}]))
+    eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
+    if arg("result_json"):
+        eval_args += ["--json", arg("result_json")]
+    evaluator = Node(package="mirror_arm_sim", executable="mirror_arm_ros_eval", name="mirror_arm_ros_eval",
+                     output="screen", arguments=eval_args)
+    actions += [evaluator, RegisterEventHandler(OnProcessExit(
+        target_action=evaluator, on_exit=[EmitEvent(event=Shutdown(reason="evaluation finished"))]))]
+    return actions
+
+
+def generate_launch_description():
+    declared = []
+    for name, default, description, choices in ARGUMENTS:
+        kw = {"description": description}
+        if default is not None:
+            kw["default_value"] = default
+        if choices:
+            kw["choices"] = choices
+        declared.append(DeclareLaunchArgument(name, **kw))
+    gazebo = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "launch", "gazebo_cell.launch.py"])),
+        launch_arguments={"arm": LaunchConfiguration("arm"), "image_size": LaunchConfiguration("image_size"),
+                          "command_type": LaunchConfiguration("command_type")}.items(),
+        condition=IfCondition(EqualsSubstitution(LaunchConfiguration("sim"), "gazebo")),
+    )
+    return LaunchDescription([*declared, gazebo, OpaqueFunction(function=_nodes)])
