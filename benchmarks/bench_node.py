@@ -1,0 +1,297 @@
+"""Node benchmark: observation -> command latency and missed ticks of the rclpy policy node at
+50 Hz, chunked and ensembled, over real DDS.
+
+Three processes per mode: `node_sensors.py` (a live camera, 240x320 rgb8 at 30 Hz, and a
+joint-state driver at 100 Hz), the policy node itself (`python -m act_policy_node.policy_node`,
+timer mode, a random-init cpu-preset checkpoint), and this process as the observer (it
+subscribes to `status`, `action_chunk` and `commands`). Two views of the same latency:
+
+- node-internal (what the node reports on `status` and in its exit summary, docs/ros.md): from
+  the receipt of the newest input behind a chunk to the first command published from it;
+- external: from the sensor's header stamp (the joint state behind the chunk, carried in
+  `ActionChunk.header.stamp`) to the arrival of that first command here, i.e. including DDS
+  transit both ways. Same machine, same wall clock.
+
+Missed ticks: the node's counter (`PolicyStatus.missed_ticks`: ticks with no action available),
+counted over the measuring window only (after warm-up), and the node's late ticks (timer
+jitter > 1.5 periods); externally, 20 ms slots without a command arriving.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, area_main, log, metric, summarize  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+MODES = ("chunked", "ensemble")
+FULL = {"preset": "cpu", "window_s": 60.0, "warmup_s": 5.0, "hw": (240, 320), "modes": MODES}
+QUICK = {"preset": "tiny", "window_s": 3.0, "warmup_s": 1.0, "hw": (48, 64), "modes": MODES}
+RATE_HZ = 50.0
+
+
+class Observer:
+    """An rclpy node in this process, on its own context and spin thread."""
+
+    def __init__(self, ns: str = "", name: str = "bench_observer") -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import Float64MultiArray
+
+        from act_msgs.msg import ActionChunk, PolicyStatus
+
+        self.rclpy = rclpy
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node(name, context=self.ctx)
+        self.lock = threading.Lock()
+        self.clear()
+        p = f"{ns}/" if ns else ""
+        self.node.create_subscription(Float64MultiArray, f"{p}commands", self._on_cmd, 100)
+        self.node.create_subscription(ActionChunk, f"{p}action_chunk", self._on_chunk, 100)
+        self.node.create_subscription(PolicyStatus, f"{p}status", self._on_status, 10)
+        self.RUNNING = PolicyStatus.MODE_RUNNING
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self._stop = False
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop and self.ctx.ok():
+            self.ex.spin_once(timeout_sec=0.05)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.events: list[tuple[int, str, int]] = []  # (arrival ns, kind, stamp ns)
+            self.status: list[tuple[int, object]] = []
+
+    def _on_cmd(self, msg) -> None:
+        t = time.time_ns()
+        with self.lock:
+            self.events.append((t, "cmd", 0))
+
+    def _on_chunk(self, msg) -> None:
+        t = time.time_ns()
+        s = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self.lock:
+            self.events.append((t, "chunk", s))
+
+    def _on_status(self, msg) -> None:
+        with self.lock:
+            self.status.append((time.time_ns(), msg))
+
+    def last_status(self):
+        with self.lock:
+            return self.status[-1][1] if self.status else None
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(timeout=2)
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.ctx)
+
+
+def _late(status) -> int:
+    m = re.search(r"late ticks (\d+)", status.message if status is not None else "")
+    return int(m.group(1)) if m else 0
+
+
+def _status_latency(status) -> tuple[float, float]:
+    text = status.message if status is not None else ""
+    m = re.search(r"latency p50 ([\d.na]+) ms p99 ([\d.na]+) ms", text)
+    return (float(m.group(1)), float(m.group(2))) if m else (math.nan, math.nan)
+
+
+def _summary(log_path: Path) -> dict:
+    """The node's exit summary line: `[act_policy_node] summary: {...}`."""
+    for line in reversed(log_path.read_text(errors="replace").splitlines()):
+        if "summary:" in line:
+            text = line.split("summary:", 1)[1].strip().replace("nan", "None")
+            try:
+                return ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return {}
+    return {}
+
+
+def external(events, t0: int, t1: int, dt_ns: int) -> dict:
+    """stamp -> command latencies and command gaps from the observer's events inside [t0, t1]."""
+    ev = sorted(e for e in events if t0 <= e[0] <= t1)
+    lat, cmds, pending = [], [], None
+    for t, kind, stamp in ev:
+        if kind == "chunk":
+            pending = stamp
+        else:
+            cmds.append(t)
+            if pending is not None:
+                lat.append((t - pending) / 1e6)
+                pending = None
+    gaps = [(b - a) for a, b in zip(cmds, cmds[1:])]
+    missed = sum(max(0, round(g / dt_ns) - 1) for g in gaps)
+    return {"latency_ms": lat, "n_commands": len(cmds), "gaps_ms": [g / 1e6 for g in gaps],
+            "missed_slots": missed, "n_chunks": sum(1 for e in ev if e[1] == "chunk")}
+
+
+def _start_node(mode: str, ck: Path, env: dict, log_path: Path, ns: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "act_policy_node.policy_node", "--ros-args",
+           "-p", f"checkpoint:={ck}", "-p", f"execution:={mode}", "-p", "enabled_on_start:=true",
+           "-p", f"control_rate:={RATE_HZ}", "-p", "status_rate:=5.0", "-p", "arm:=0"]
+    if ns:  # several nodes at once (--quick): own namespace, the shared sensors by absolute name
+        cmd += ["-r", f"__ns:={ns}", "-r", "joint_states:=/joint_states",
+                "-r", "camera/top/image_raw:=/camera/top/image_raw"]
+    with open(log_path, "w") as lf:
+        return subprocess.Popen(cmd, stdout=lf, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_modes(modes, ck: Path, spec: dict, env: dict, logs: Path, concurrent: bool) -> tuple[list, dict]:
+    """Start one node per mode (all at once when `concurrent`), wait until each runs, warm up,
+    measure the same window for all, stop them and reduce."""
+    import psutil
+
+    runs = []
+    try:
+        for mode in modes:
+            ns = f"/bench_{mode}" if concurrent else ""
+            log_path = logs / f"node_{mode}.log"
+            runs.append({"mode": mode, "obs": Observer(ns, f"bench_observer_{mode}"), "log": log_path,
+                         "concurrent": concurrent, "proc": _start_node(mode, ck, env, log_path, ns)})
+        end = time.monotonic() + 150
+        for r in runs:
+            while True:
+                st = r["obs"].last_status()
+                if st is not None and st.mode == r["obs"].RUNNING:
+                    break
+                if r["proc"].poll() is not None:
+                    raise RuntimeError(f"policy node exited ({r['proc'].returncode}): "
+                                       f"{r['log'].read_text()[-2000:]}")
+                if time.monotonic() > end:
+                    raise RuntimeError(f"policy node never reached RUNNING: {r['log'].read_text()[-2000:]}")
+                time.sleep(0.1)
+        time.sleep(spec["warmup_s"])
+        for r in runs:
+            r["ps"] = psutil.Process(r["proc"].pid)
+            r.update(cpu0=r["ps"].cpu_times(), st0=r["obs"].last_status(), t0=time.time_ns(),
+                     w0=time.monotonic())
+        time.sleep(spec["window_s"])
+        for r in runs:
+            r.update(cpu1=r["ps"].cpu_times(), st1=r["obs"].last_status(), t1=time.time_ns(),
+                     w1=time.monotonic())
+    finally:
+        for r in runs:
+            _stop(r["proc"])
+        for r in runs:
+            with r["obs"].lock:
+                r["events"], r["n_status"] = list(r["obs"].events), len(r["obs"].status)
+            r["obs"].close()
+    metrics, details = [], {}
+    for r in runs:
+        m, d = _reduce(r, spec)
+        metrics += m
+        details[r["mode"]] = d
+    return metrics, details
+
+
+def _reduce(r: dict, spec: dict) -> tuple[list, dict]:
+    mode, st0, st1 = r["mode"], r["st0"], r["st1"]
+    c0, c1 = r["cpu0"], r["cpu1"]
+    node_cpu = 100 * ((c1.user + c1.system) - (c0.user + c0.system)) / (r["w1"] - r["w0"])
+    dt_ns = int(1e9 / RATE_HZ)
+    ext = external(r["events"], r["t0"], r["t1"], dt_ns)
+    summ = _summary(r["log"])
+    ticks = st1.ticks - st0.ticks
+    missed = st1.missed_ticks - st0.missed_ticks
+    late = _late(st1) - _late(st0)
+    p50_s, p99_s = _status_latency(st1)
+    p50 = summ.get("latency_p50_ms") if summ.get("latency_p50_ms") is not None else p50_s
+    p99 = summ.get("latency_p99_ms") if summ.get("latency_p99_ms") is not None else p99_s
+    lab = f"{mode}, 50 Hz, {spec['window_s']:.0f} s"
+    metrics = [
+        metric(f"node obs->command latency (node-internal), {lab}", "ms", value=p50,
+               p99=p99, note="from the node's status/summary (receipt of newest input -> command)"),
+        metric(f"node sensor stamp->command arrival (external), {lab}", "ms", ext["latency_ms"],
+               note=f"{ext['n_chunks']} chunks, includes DDS both ways"),
+        metric(f"node missed ticks, {lab}", "ticks", value=missed,
+               note=f"of {ticks} ticks ({100 * missed / max(ticks, 1):.1f}%); late ticks {late}; "
+                    f"external empty 20 ms slots {ext['missed_slots']}"),
+        metric(f"node command interval, {lab}", "ms", ext["gaps_ms"], note=f"{ext['n_commands']} commands"),
+        metric(f"node inference (last, status), {mode}", "ms", value=float(st1.inference_ms)),
+        metric(f"node process CPU, {mode}", "% of one core", value=node_cpu),
+    ]
+    details = {
+        "ticks": ticks, "missed_ticks": missed, "late_ticks": late, "node_cpu_percent": node_cpu,
+        "status_latency_p50_ms": p50_s, "status_latency_p99_ms": p99_s, "exit_summary": summ,
+        "external": {k: v for k, v in ext.items() if k not in ("latency_ms", "gaps_ms")},
+        "external_latency": summarize(ext["latency_ms"]), "command_interval": summarize(ext["gaps_ms"]),
+        "n_status": r["n_status"], "log": str(r["log"]), "concurrent_with_other_modes": r.get("concurrent"),
+    }
+    return metrics, details
+
+
+def run(quick: bool, work: Path, domain_id: int) -> dict:
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    from bench_inference import make_checkpoint
+
+    spec = QUICK if quick else FULL
+    ck = work / f"random_{spec['preset']}.pt"
+    if not ck.exists():
+        make_checkpoint(ck, spec["preset"])
+    env = dict(os.environ)
+    logs = work / "node_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    sens_log = open(logs / "sensors.log", "w")  # noqa: SIM115 - closed in finally
+    h, w = spec["hw"]
+    sensors = subprocess.Popen([sys.executable, str(HERE / "node_sensors.py"), "--hw", str(h), str(w),
+                                "--camera-hz", "30", "--joint-hz", "100", "--arm", "0"],
+                               stdout=sens_log, stderr=subprocess.STDOUT, env=env)
+    metrics, details = [], {"preset": spec["preset"], "camera_hw": [h, w], "camera_hz": 30, "joint_hz": 100,
+                            "control_hz": RATE_HZ, "window_s": spec["window_s"], "warmup_s": spec["warmup_s"],
+                            "ros_domain_id": domain_id}
+    try:
+        import psutil
+
+        sp = psutil.Process(sensors.pid)
+        s0, w0 = sp.cpu_times(), time.monotonic()
+        # full: one mode at a time (the figures); --quick: all modes at once (a smoke run)
+        groups = [list(spec["modes"])] if quick else [[m] for m in spec["modes"]]
+        for modes in groups:
+            log(f"node: {'+'.join(modes)}, {spec['warmup_s']:.0f} s warm-up + {spec['window_s']:.0f} s")
+            m, d = run_modes(modes, ck, spec, env, logs, concurrent=len(modes) > 1)
+            metrics += m
+            details.update(d)
+        s1, w1 = sp.cpu_times(), time.monotonic()
+        details["sensors_cpu_percent"] = 100 * ((s1.user + s1.system) - (s0.user + s0.system)) / (w1 - w0)
+    finally:
+        sensors.send_signal(signal.SIGINT)
+        try:
+            sensors.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sensors.kill()
+            sensors.wait()
+        sens_log.close()
+    return {"metrics": metrics, "details": details}
+
+
+if __name__ == "__main__":
+    area_main(run)
