@@ -22,8 +22,8 @@ HOME = [0.0, -0.6, 0.9, 0.0, 0.6, 0.0, 0.03]  # a plausible pose near the cell's
 
 
 def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chunk_size: int = 8,
-                         seed: int = 0, action_std: float = 0.05) -> Path:
-    """An untrained tiny-preset ACT checkpoint (seeded weights) in the real checkpoint format."""
+                         seed: int = 0, action_std: float = 0.05, preset: str = "tiny") -> Path:
+    """An untrained ACT checkpoint (seeded weights; `preset` sizes) in the real checkpoint format."""
     import torch
     from act_training.checkpoint import make_payload, save_checkpoint
     from act_training.config import get_preset
@@ -31,7 +31,7 @@ def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chun
     from act_training.normalize import NormStats
     from mirror_arm_sim.cell import ARM_JOINTS, default_cell
 
-    cfg = get_preset("tiny")
+    cfg = get_preset(preset)
     mc = dataclasses.replace(cfg.model, camera_names=tuple(cameras), state_dim=7, action_dim=7,
                              image_size=tuple(image_size), chunk_size=chunk_size)
     torch.manual_seed(seed)
@@ -39,7 +39,7 @@ def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chun
     home = np.asarray(default_cell().arm.home, dtype=np.float32)
     stats = NormStats(qpos_mean=home, qpos_std=np.full(7, 0.3), action_mean=home,
                       action_std=np.full(7, action_std))
-    payload = make_payload(model, {"preset": "tiny"}, stats, ARM_JOINTS, ARM_JOINTS, layout_version=1, step=0)
+    payload = make_payload(model, {"preset": preset}, stats, ARM_JOINTS, ARM_JOINTS, layout_version=1, step=0)
     return save_checkpoint(path, payload)
 
 

@@ -1,8 +1,8 @@
 """The ROS loop is faithful: bridge + policy node + evaluator as separate processes over DDS.
 
-In lockstep mode, on arm 1 (mirrored), the commands the arm receives equal the actions of the
-in-process mirrored evaluation for the same seeds and checkpoint, and the per-trial outcomes
-equal `act_training.evaluate`'s.
+In lockstep mode, on arm 1 (mirrored, ensemble) and arm 0 (chunked), the commands the arm
+receives equal the actions of the in-process (mirrored) evaluation for the same seeds and
+checkpoint, and the per-trial outcomes equal `act_training.evaluate`'s.
 """
 
 from __future__ import annotations
@@ -60,20 +60,21 @@ def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
 
 @pytest.mark.slow
 @pytest.mark.ros
-def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path):
+@pytest.mark.parametrize("arm,mode", [(1, "ensemble"), (0, "chunked")])
+def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode):
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", image_size=IMAGE, chunk_size=8)
     # the shipped parameter files, with the launch file's overrides
     bridge = start("mirror_arm_sim.bridge_node",
-                   {"arm": 1, "image_size": list(IMAGE), "max_episode_steps": MAX_STEPS, "lockstep": True},
+                   {"arm": arm, "image_size": list(IMAGE), "max_episode_steps": MAX_STEPS, "lockstep": True},
                    name="bridge", log_dir=tmp_path,
                    ros_args=["--params-file", str(ROOT / "src/mirror_arm_sim/config/mujoco_bridge.yaml")])
     node = start("act_policy_node.policy_node",
-                 {"checkpoint": str(ckpt), "arm": 1, "execution": "ensemble", "lockstep": True},
+                 {"checkpoint": str(ckpt), "arm": arm, "execution": mode, "lockstep": True},
                  name="node", log_dir=tmp_path,
-                 ros_args=["--params-file", str(ROOT / "src/act_policy_node/config/sim_arm1.yaml")])
+                 ros_args=["--params-file", str(ROOT / f"src/act_policy_node/config/sim_arm{arm}.yaml")])
     try:
         ev = subprocess.run(
-            [sys.executable, "-m", "mirror_arm_sim.ros_eval", "--trials", str(len(SEEDS)), "--arm", "1",
+            [sys.executable, "-m", "mirror_arm_sim.ros_eval", "--trials", str(len(SEEDS)), "--arm", str(arm),
              "--seed", str(SEEDS[0]), "--json", str(tmp_path / "ros.json"), "--record",
              str(tmp_path / "cmds.npz"), "--episode-timeout", "90", "--wait", "90"],
             env=ros_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=200)
@@ -82,7 +83,7 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path):
         stop(bridge)
     logs = "".join((tmp_path / f"{n}.log").read_text() for n in ("bridge", "node"))
     assert ev.returncode == 0, f"ros_eval failed:\n{ev.stdout}\n{ev.stderr}\n{logs}"
-    assert "ROS eval arm1" in ev.stdout
+    assert f"ROS eval arm{arm}" in ev.stdout
     ros = json.loads((tmp_path / "ros.json").read_text())
     rec = np.load(tmp_path / "cmds.npz")
     cmds, offsets = rec["commands"], rec["offsets"]
@@ -90,8 +91,8 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path):
 
     from mirror_arm_sim.cell import default_cell
 
-    limits = np.asarray(default_cell().arm_spec(1).limits)
-    ref = reference_actions(ckpt, 1, "ensemble", SEEDS, MAX_STEPS)
+    limits = np.asarray(default_cell().arm_spec(arm).limits)
+    ref = reference_actions(ckpt, arm, mode, SEEDS, MAX_STEPS)
     for i, (actions, success) in enumerate(ref):
         got = cmds[offsets[i]:offsets[i + 1]]
         assert len(got) == len(actions) == ros["lengths"][i]
@@ -104,7 +105,7 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path):
     from act_training.evaluate import evaluate
     from act_training.policy import ACTPolicyRuntime
 
-    res = evaluate(ACTPolicyRuntime.load(ckpt), arm=1, n_trials=len(SEEDS), mode="ensemble", seed=SEEDS[0],
+    res = evaluate(ACTPolicyRuntime.load(ckpt), arm=arm, n_trials=len(SEEDS), mode=mode, seed=SEEDS[0],
                    n_envs=1, max_steps=MAX_STEPS, env_kwargs={"max_episode_steps": MAX_STEPS}, progress=False)
     assert res.successes == ros["successes"]
     assert res.lengths == ros["lengths"]
