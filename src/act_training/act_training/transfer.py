@@ -41,11 +41,12 @@ from act_training.evaluate import EvalResult, evaluate
 PRESETS: dict[str, dict] = {
     "cpu": {
         "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
-        "train": {"preset": "cpu", "overrides": {}},
+        "train": {"preset": "cpu", "overrides": {"model.backbone_layers": 3, "train.batch_size": 16,
+                                                 "train.steps": 2000}},
         "eval": {
             "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 2,
             "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
-            "n_execute": None, "k": 0.01, "query_period": 1,
+            "n_execute": None, "k": 0.01, "query_period": 5,
         },
     },
     "paper": {
