@@ -1,7 +1,8 @@
 """Evaluate an ACT checkpoint over ROS 2 on arm 0 or (mirrored) arm 1 of the cell.
 
     ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
-        [mode:=chunked|ensemble] [sim:=mujoco|gazebo] [trials:=20] [seed:=1000]
+        [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [sim:=mujoco|gazebo] \
+        [trials:=20] [seed:=1000]
 
 Starts the simulator bridge, the policy node (act_policy_node, params
 act_policy_node/config/sim_arm<arm>.yaml) and the evaluator (mirror_arm_ros_eval), which runs
@@ -37,6 +38,8 @@ ARGUMENTS = [
     ("checkpoint", None, "policy checkpoint (.pt) written by act_train (required)", None),
     ("arm", "1", "arm to evaluate; 1 is driven through the mirror map", ["0", "1"]),
     ("mode", "ensemble", "chunk execution", ["chunked", "ensemble"]),
+    ("query_period", "1", "ensemble: query every N steps (match act_evaluate --query-period)", None),
+    ("n_execute", "0", "chunked: actions per query, 0 = the whole chunk (act_evaluate --n-execute)", None),
     ("sim", "mujoco", "simulator", ["mujoco", "gazebo"]),
     ("trials", "20", "number of seeded episodes", None),
     ("seed", "1000", "trial i uses env seed seed + i", None),
@@ -69,6 +72,7 @@ def _nodes(context, *args, **kwargs):
         package="act_policy_node", executable="act_policy_node", name="act_policy_node", output="screen",
         parameters=[node_yaml,
                     {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": mujoco,
+                     "query_period": int(arg("query_period")), "n_execute": int(arg("n_execute")),
                      "command_type": command_type, "use_sim_time": not mujoco}]))
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
     if arg("result_json"):
