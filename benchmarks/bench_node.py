@@ -34,9 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, area_main, log, metric, summarize  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-MODES = ("chunked", "ensemble")
-FULL = {"preset": "cpu", "window_s": 60.0, "warmup_s": 5.0, "hw": (240, 320), "modes": MODES}
-QUICK = {"preset": "tiny", "window_s": 3.0, "warmup_s": 1.0, "hw": (48, 64), "modes": MODES}
+# label -> node parameters; "prefetch" = chunked, but the next chunk is requested one tick before
+# the current one runs out (n_execute = chunk - 1), which hides an inference shorter than a tick
+MODES = {"chunked": {"execution": "chunked"}, "ensemble": {"execution": "ensemble"},
+         "chunked_prefetch": {"execution": "chunked", "n_execute": -1}}
+FULL = {"preset": "cpu", "window_s": 60.0, "warmup_s": 5.0, "hw": (240, 320),
+        "modes": ("chunked", "ensemble", "chunked_prefetch")}
+QUICK = {"preset": "tiny", "window_s": 2.0, "warmup_s": 0.5, "hw": (48, 64), "modes": ("chunked", "ensemble")}
 RATE_HZ = 50.0
 
 
@@ -143,10 +147,14 @@ def external(events, t0: int, t1: int, dt_ns: int) -> dict:
             "missed_slots": missed, "n_chunks": sum(1 for e in ev if e[1] == "chunk")}
 
 
-def _start_node(mode: str, ck: Path, env: dict, log_path: Path, ns: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "act_policy_node.policy_node", "--ros-args",
-           "-p", f"checkpoint:={ck}", "-p", f"execution:={mode}", "-p", "enabled_on_start:=true",
-           "-p", f"control_rate:={RATE_HZ}", "-p", "status_rate:=5.0", "-p", "arm:=0"]
+def _start_node(mode: str, ck: Path, env: dict, log_path: Path, ns: str, chunk: int) -> subprocess.Popen:
+    params = {"checkpoint": ck, "enabled_on_start": "true", "control_rate": RATE_HZ, "status_rate": 5.0,
+              "arm": 0, **MODES[mode]}
+    if params.get("n_execute", 0) < 0:
+        params["n_execute"] = chunk + params["n_execute"]
+    cmd = [sys.executable, "-m", "act_policy_node.policy_node", "--ros-args"]
+    for k, v in params.items():
+        cmd += ["-p", f"{k}:={v}"]
     if ns:  # several nodes at once (--quick): own namespace, the shared sensors by absolute name
         cmd += ["-r", f"__ns:={ns}", "-r", "joint_states:=/joint_states",
                 "-r", "camera/top/image_raw:=/camera/top/image_raw"]
@@ -164,7 +172,8 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def run_modes(modes, ck: Path, spec: dict, env: dict, logs: Path, concurrent: bool) -> tuple[list, dict]:
+def run_modes(modes, ck: Path, spec: dict, env: dict, logs: Path, concurrent: bool,
+              chunk: int) -> tuple[list, dict]:
     """Start one node per mode (all at once when `concurrent`), wait until each runs, warm up,
     measure the same window for all, stop them and reduce."""
     import psutil
@@ -175,7 +184,7 @@ def run_modes(modes, ck: Path, spec: dict, env: dict, logs: Path, concurrent: bo
             ns = f"/bench_{mode}" if concurrent else ""
             log_path = logs / f"node_{mode}.log"
             runs.append({"mode": mode, "obs": Observer(ns, f"bench_observer_{mode}"), "log": log_path,
-                         "concurrent": concurrent, "proc": _start_node(mode, ck, env, log_path, ns)})
+                         "concurrent": concurrent, "proc": _start_node(mode, ck, env, log_path, ns, chunk)})
         end = time.monotonic() + 150
         for r in runs:
             while True:
@@ -257,6 +266,9 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
     ck = work / f"random_{spec['preset']}.pt"
     if not ck.exists():
         make_checkpoint(ck, spec["preset"])
+    from act_training.config import get_preset
+
+    chunk = get_preset(spec["preset"]).model.chunk_size
     env = dict(os.environ)
     logs = work / "node_logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -276,8 +288,8 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
         # full: one mode at a time (the figures); --quick: all modes at once (a smoke run)
         groups = [list(spec["modes"])] if quick else [[m] for m in spec["modes"]]
         for modes in groups:
-            log(f"node: {'+'.join(modes)}, {spec['warmup_s']:.0f} s warm-up + {spec['window_s']:.0f} s")
-            m, d = run_modes(modes, ck, spec, env, logs, concurrent=len(modes) > 1)
+            log(f"node: {'+'.join(modes)}, {spec['warmup_s']:g} s warm-up + {spec['window_s']:.0f} s")
+            m, d = run_modes(modes, ck, spec, env, logs, concurrent=len(modes) > 1, chunk=chunk)
             metrics += m
             details.update(d)
         s1, w1 = sp.cpu_times(), time.monotonic()
