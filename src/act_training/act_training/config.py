@@ -58,7 +58,7 @@ class ModelConfig:
     pre_norm: bool = False
     # --- vision backbone ---
     backbone: str = "resnet18"
-    backbone_norm: str = "group"  # group: trains from scratch; frozen_batch: for pretrained weights
+    backbone_norm: str = "batch"  # batch (fastest on CPU) | group | frozen_batch (pretrained weights)
     backbone_weights: str = ""  # optional local torchvision state_dict file (no downloads here)
     shared_backbone: bool = True  # one trunk for every camera, or one per camera
     backbone_layers: int = 4  # ResNet stages kept (4 = full trunk, stride 32; 2 = stride 8, for tests)
@@ -221,7 +221,7 @@ def _preset_cpu() -> Config:
         ),
         data=DataConfig(max_cameras=1),
         train=TrainConfig(
-            steps=1600, batch_size=32, lr=3e-4, lr_backbone=3e-4, weight_decay=1e-4, schedule="cosine",
+            steps=1200, batch_size=32, lr=3e-4, lr_backbone=3e-4, weight_decay=1e-4, schedule="cosine",
             warmup_steps=100, eval_every=200, eval_samples=256, ckpt_every=200, log_every=10,
         ),
     )

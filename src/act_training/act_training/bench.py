@@ -1,0 +1,141 @@
+"""Timing of a preset on this machine: train step, data loading, batch-1 inference, dataset RSS.
+
+    python -m act_training.bench --preset cpu [--steps 5] [--amp off|bf16] [--data demos.hdf5]
+    python -m act_training.bench --rss --demos 200 --T 300     # dataset peak RSS, 96 px file
+
+Numbers go to stdout as JSON (docs/training.md quotes them). Without --data a synthetic 96 px
+file is written to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import make_config
+from .dataset import make_datasets
+from .model import ACT, act_loss, count_parameters
+from .normalize import prepare_images
+from .synthetic import write_synthetic_demos
+
+
+def _median_time(fn, n: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides: list[str]) -> dict:
+    tmp = tempfile.mkdtemp(prefix="act_bench_")
+    path = data or str(write_synthetic_demos(Path(tmp) / "d.hdf5", num_demos=6, T=120, hw=(96, 96)))
+    cfg = make_config(preset, [f"data.path={path}", *overrides])
+    tr, _ = make_datasets(cfg.data, cfg.model.chunk_size)
+    info = tr.info
+    mc = replace(cfg.model, camera_names=tuple(tr.cameras), state_dim=info.state_dim,
+                 action_dim=info.action_dim, image_size=cfg.model.image_size or info.image_shape)
+    model = ACT(mc)
+    bb = {id(p) for p in model.backbone_parameters()}
+    opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if id(p) not in bb]},
+                             {"params": [p for p in model.parameters() if id(p) in bb]}], lr=1e-4)
+    B = cfg.train.batch_size
+    rng = np.random.default_rng(0)
+    loader_idx = iter(rng.permutation(len(tr)).tolist() * 100)
+
+    def load_batch():
+        return torch.utils.data.default_collate([tr[next(loader_idx)] for _ in range(B)])
+
+    t_data = _median_time(load_batch, 5)
+    batch = load_batch()
+    dtype = torch.bfloat16 if amp == "bf16" else None
+
+    def step():
+        im = prepare_images(batch["images"], mc.image_size)
+        ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
+        with ctx:
+            a, mu, lv = model(im, batch["qpos"], batch["actions"], batch["action_is_pad"])
+        ls = act_loss(a, batch["actions"], batch["action_is_pad"], mu, lv, mc.kl_weight)
+        opt.zero_grad()
+        ls["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+
+    t_step = _median_time(step, steps)
+    model.eval()
+    one = torch.from_numpy(tr[0]["images"].numpy())[None]
+    q1 = batch["qpos"][:1]
+
+    def infer():
+        with torch.inference_mode():
+            model(prepare_images(one, mc.image_size), q1)
+
+    t_inf = _median_time(infer, 20, warmup=3)
+    return {
+        "preset": preset, "amp": amp, "threads": torch.get_num_threads(), "batch": B,
+        "params_M": round(count_parameters(model) / 1e6, 2), "image_size": list(mc.image_size),
+        "cameras": list(mc.camera_names), "step_s": round(t_step, 3), "samples_per_s": round(B / t_step, 1),
+        "data_batch_s": round(t_data, 4), "data_share_if_serial": round(t_data / (t_data + t_step), 3),
+        "infer_batch1_ms": round(1000 * t_inf, 1), "loadavg": os.getloadavg()[0],
+    }
+
+
+def bench_rss(demos: int, T: int, samples: int) -> dict:
+    tmp = tempfile.mkdtemp(prefix="act_bench_")
+    path = write_synthetic_demos(Path(tmp) / "big.hdf5", num_demos=demos, T=T, hw=(96, 96))
+    size = path.stat().st_size
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cfg = make_config("cpu", [f"data.path={path}"])
+    t0 = time.perf_counter()
+    tr, va = make_datasets(cfg.data, cfg.model.chunk_size)
+    t_open = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for i in rng.integers(0, len(tr), samples):
+        tr[int(i)]
+    t_read = (time.perf_counter() - t0) / samples
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    os.unlink(path)
+    n = len(tr) + (len(va) if va else 0)
+    return {"demos": demos, "T": T, "samples": n, "file_MB": round(size / 2**20),
+            "raw_images_MB": round(demos * T * 96 * 96 * 3 / 2**20), "open_s": round(t_open, 2),
+            "per_sample_ms": round(1000 * t_read, 3), "peak_rss_MB_before": round(rss0 / 1024),
+            "peak_rss_MB_after": round(rss1 / 1024)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m act_training.bench")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--amp", default="off", choices=["off", "bf16"])
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--data")
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--rss", action="store_true")
+    p.add_argument("--demos", type=int, default=200)
+    p.add_argument("--T", type=int, default=300)
+    p.add_argument("--samples", type=int, default=3000)
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.rss:
+        print(json.dumps(bench_rss(a.demos, a.T, a.samples)))
+    else:
+        print(json.dumps(bench_preset(a.preset, a.steps, a.amp, a.data, a.overrides)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
