@@ -59,7 +59,9 @@ def decode_image(encoding: str, height: int, width: int, step: int, data) -> np.
         raise InputError(f"image data has {buf.size} bytes, expected {step * h} for {h}x{w} {encoding}")
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
     img = rows.reshape(h, w, channels)
-    return np.ascontiguousarray(img[..., list(order)])
+    if channels == 3 and order == (0, 1, 2):
+        return img.copy()  # rgb8: one plain copy (a channel gather costs ~25x more per frame)
+    return img.take(list(order), axis=2)  # a fresh C-contiguous array
 
 
 def resize_image(img: np.ndarray, size: Sequence[int]) -> np.ndarray:
