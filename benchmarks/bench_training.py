@@ -8,7 +8,7 @@ timed, which gives the rate at which data could be delivered versus the rate tra
 
     cpu    4 demos, 96x96, top camera (as in the main job)      full: 30 steps (+3 warm-up)
     paper  2 demos, 240x320, top + wrist cameras -> 224x224     full: 3 steps (+1 warm-up)
-    tiny   (--quick only) 1 demo at 96 px                        4 steps (+1 warm-up)
+    tiny   (--quick only) 1 demo at 96 px                        3 steps (+1 warm-up)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from common import area_main, log, metric  # noqa: E402
 
 # preset -> (demos, image (H, W), cameras, timed steps, warm-up steps, loader batches timed)
 FULL = {"cpu": (4, (96, 96), ("top",), 30, 3, 20), "paper": (2, (240, 320), ("top", "wrist"), 3, 1, 4)}
-QUICK = {"tiny": (1, (96, 96), ("top",), 4, 1, 4)}
+QUICK = {"tiny": (1, (96, 96), ("top",), 3, 1, 3)}
 
 
 def get_demos(work: Path, num_demos: int, hw, cameras) -> tuple[Path, str]:
