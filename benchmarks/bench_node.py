@@ -257,6 +257,25 @@ def _reduce(r: dict, spec: dict) -> tuple[list, dict]:
     return metrics, details
 
 
+def input_path_cost(hw, size, n: int) -> list[float]:
+    """The node's per-frame image callback work, in-process: decode a sensor_msgs/Image payload
+    (rgb8, as rclpy hands it over: array.array) and resize it to the policy's size."""
+    import array
+
+    import numpy as np
+    from act_policy_node.inputs import decode_image, resize_image
+
+    h, w = hw
+    data = array.array("B", (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8).tobytes())
+    out = []
+    for i in range(n + 5):
+        t = time.perf_counter()
+        resize_image(decode_image("rgb8", h, w, 3 * w, data), size)
+        if i >= 5:
+            out.append(time.perf_counter() - t)
+    return out
+
+
 def run(quick: bool, work: Path, domain_id: int) -> dict:
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     os.environ["PYTHONUNBUFFERED"] = "1"
@@ -268,16 +287,21 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
         make_checkpoint(ck, spec["preset"])
     from act_training.config import get_preset
 
-    chunk = get_preset(spec["preset"]).model.chunk_size
+    pm = get_preset(spec["preset"]).model
+    chunk = pm.chunk_size
+    h, w = spec["hw"]
+    cost = input_path_cost((h, w), pm.image_size, 50 if quick else 300)
     env = dict(os.environ)
     logs = work / "node_logs"
     logs.mkdir(parents=True, exist_ok=True)
     sens_log = open(logs / "sensors.log", "w")  # noqa: SIM115 - closed in finally
-    h, w = spec["hw"]
     sensors = subprocess.Popen([sys.executable, str(HERE / "node_sensors.py"), "--hw", str(h), str(w),
                                 "--camera-hz", "30", "--joint-hz", "100", "--arm", "0"],
                                stdout=sens_log, stderr=subprocess.STDOUT, env=env)
-    metrics, details = [], {"preset": spec["preset"], "camera_hw": [h, w], "camera_hz": 30, "joint_hz": 100,
+    metrics = [metric(f"node image callback work: decode rgb8 {h}x{w} + resize to "
+                      f"{pm.image_size[0]}x{pm.image_size[1]}", "ms", [1e3 * x for x in cost],
+                      note="per frame, in-process (act_policy_node.inputs)")]
+    details = {"preset": spec["preset"], "camera_hw": [h, w], "camera_hz": 30, "joint_hz": 100,
                             "control_hz": RATE_HZ, "window_s": spec["window_s"], "warmup_s": spec["warmup_s"],
                             "ros_domain_id": domain_id}
     try:
