@@ -367,7 +367,8 @@ class ACTPolicyNode(Node):
                     return
                 if self._mode != PolicyStatus.MODE_HOLDING:
                     self._warn(f"inputs stale ({stale}, timeout {self.monitor.timeout}s): "
-                               f"{'holding last command' if self.p['on_stale'] == 'hold' else 'silent'}")
+                               f"{'holding last command' if self.p['on_stale'] == 'hold' else 'silent'}",
+                               key="stale")
                     self._reset_execution()  # the chunks were predicted from the old world
                 self._set_mode(PolicyStatus.MODE_HOLDING, f"stale inputs {stale}")
                 if self.p["on_stale"] == "hold" and self._last_cmd is not None:
@@ -391,7 +392,7 @@ class ACTPolicyNode(Node):
         prev = self._last_cmd if self._last_cmd is not None else self._qpos[0]
         cmd, clamped = self.limiter.apply(cmd, prev)
         if clamped:
-            self._warn(f"command clamped to limits / max_step ({self.limiter.n_clamped} so far)")
+            self._warn(f"command clamped to limits / max_step ({self.limiter.n_clamped} so far)", key="clamp")
         self._publish_command(cmd)
         self._last_cmd = cmd
         if self._latency_from is not None:
