@@ -456,6 +456,9 @@ class BagConverter:
             b = self.boundaries.pop(0)
             self._end_episode(final=False)
             self.state = WAIT if b > 0 else SKIP
+            for s in self.streams:  # the next episode only uses messages stamped after the marker
+                s.held, s.held_value = None, None
+                s.pending = [x for x in s.pending if x[0] >= abs(b)]
         for s in self.streams:
             s.advance_to(t)
         if self.state == SKIP:
