@@ -300,7 +300,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
                 raise CheckpointError(f"{last_path}: has no training state to resume from")
         elif is_main:
             print(f"[act_train] --resume: no {last_path} yet, starting from step 0", file=sys.stderr)
-    elif is_main and last_path.exists():
+    elif last_path.exists():  # every rank raises, so none is left waiting in a collective
         raise CheckpointError(f"{last_path} exists: pass --resume to continue that run, or use another --out")
 
     if ckpt is not None:
