@@ -84,7 +84,7 @@ def test_tiny_overfit_loss_falls():
     a = torch.tanh(q[:, :6])[:, None, :] * torch.linspace(0.5, 1.5, 8)[None, :, None]  # learnable
     opt = torch.optim.AdamW(m.parameters(), lr=2e-3)
     first = None
-    for _ in range(120):
+    for _ in range(70):
         out, mu, lv = m(im, q, a, pad)
         ls = act_loss(out, a, pad, mu, lv, kl_weight=0.01)
         opt.zero_grad()

@@ -221,7 +221,7 @@ def _preset_cpu() -> Config:
         ),
         data=DataConfig(max_cameras=1),
         train=TrainConfig(
-            steps=1200, batch_size=32, lr=3e-4, lr_backbone=3e-4, weight_decay=1e-4, schedule="cosine",
+            steps=1200, batch_size=32, lr=2e-4, lr_backbone=2e-4, weight_decay=1e-4, schedule="cosine",
             warmup_steps=100, eval_every=200, eval_samples=256, ckpt_every=200, log_every=10,
         ),
     )
