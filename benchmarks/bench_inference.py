@@ -71,7 +71,9 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
 
     metrics, details = [], {}
     for preset, (cams, n, threads) in (QUICK if quick else FULL).items():
-        ck = make_checkpoint(work / f"random_{preset}.pt", preset, cams)
+        ck = work / f"random_{preset}.pt"
+        if not ck.exists():  # the node area may have written it (same preset, cameras, seed)
+            make_checkpoint(ck, preset, cams)
         rt = ACTPolicyRuntime.load(ck, device="cpu")
         n_params = sum(p.numel() for p in rt.model.parameters())
         details[preset] = {"checkpoint": str(ck), "cameras": list(cams), "image_size": list(rt.image_size),

@@ -146,9 +146,16 @@ def run_preset(preset: str, spec, work: Path) -> tuple[list, dict]:
 def run(quick: bool, work: Path, domain_id: int) -> dict:
     metrics, details = [], {}
     for preset, spec in (QUICK if quick else FULL).items():
-        m, d = run_preset(preset, spec, work)
+        try:
+            m, d = run_preset(preset, spec, work)
+        except Exception as e:  # noqa: BLE001 - keep the other preset's figures; run_all reports it
+            log(f"training: {preset} failed: {type(e).__name__}: {e}")
+            details[preset] = {"error": f"{type(e).__name__}: {e}"}
+            continue
         metrics += m
         details[preset] = d
+    if not metrics:
+        raise RuntimeError(f"every preset failed: {details}")
     return {"metrics": metrics, "details": details}
 
 
