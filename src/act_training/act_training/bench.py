@@ -133,10 +133,16 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.rss:
-        print(json.dumps(bench_rss(a.demos, a.T, a.samples)))
-    else:
-        print(json.dumps(bench_preset(a.preset, a.steps, a.amp, a.data, a.overrides)))
+    old_tmp = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="act_bench_") as tmp:
+        tempfile.tempdir = tmp  # the synthetic files go here and are removed afterwards
+        try:
+            if a.rss:
+                print(json.dumps(bench_rss(a.demos, a.T, a.samples)))
+            else:
+                print(json.dumps(bench_preset(a.preset, a.steps, a.amp, a.data, a.overrides)))
+        finally:
+            tempfile.tempdir = old_tmp
     return 0
 
 
