@@ -59,3 +59,24 @@ def test_presets_resolve():
     assert quick["eval"]["trials"] == 2 and quick["train"]["preset"] == "tiny"
     paper = transfer.resolve_config(transfer.build_parser().parse_args(["--preset", "paper", "--out", "x"]))
     assert paper["train"]["preset"] == "paper"
+
+
+@pytest.mark.slow
+def test_mirrored_arm1_rollout_is_the_mirror_of_arm0(tmp_path):
+    """The evaluator's mirror path: seed s on arm 1 is the mirror of seed s on arm 0, so the policy
+    must see identical inputs and arm 1 must end where arm 0 ends (in the policy's frame)."""
+    import numpy as np
+    from act_training.evaluate import evaluate
+    from act_training.policy import ACTPolicyRuntime
+
+    out = tmp_path / "run"
+    argv = ["--preset", "cpu", "--quick", "--out", str(out), "--modes", "ensemble"]
+    assert transfer.main(argv) == 0
+    rt = ACTPolicyRuntime.load(out / "train" / "policy.pt")
+    kw = dict(n_trials=2, mode="ensemble", seed=7, max_steps=40, n_envs=2, progress=False,
+              env_kwargs={"image_size": (96, 96)})
+    r0 = evaluate(rt, arm=0, **kw)
+    r1 = evaluate(rt, arm=1, mirror=True, **kw)
+    assert r1.mirror and not r0.mirror
+    np.testing.assert_allclose(np.array(r1.final_qpos), np.array(r0.final_qpos), atol=1e-4)
+    assert r0.lengths == r1.lengths and r0.successes == r1.successes

@@ -57,6 +57,7 @@ class EvalResult:
     successes: list[bool] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     videos: list[str] = field(default_factory=list)
+    final_qpos: list[list[float]] = field(default_factory=list)  # in the POLICY's frame (mirrored on arm 1)
     wall_time_s: float = 0.0
     executor: dict = field(default_factory=dict)
 
@@ -91,7 +92,8 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalResult:
-        keys = {"arm", "mode", "mirror", "seeds", "successes", "lengths", "videos", "wall_time_s", "executor"}
+        keys = {"arm", "mode", "mirror", "seeds", "successes", "lengths", "videos", "final_qpos",
+                "wall_time_s", "executor"}
         return cls(**{k: v for k, v in d.items() if k in keys})
 
     def summary(self) -> str:
@@ -236,6 +238,7 @@ def evaluate(
     result.seeds = [seed + i for i in range(n_trials)]
     result.successes = [False] * n_trials
     result.lengths = [0] * n_trials
+    result.final_qpos = [[] for _ in range(n_trials)]
     next_trial = 0
     t0 = time.perf_counter()
     bar = tqdm(total=n_trials, desc=desc or f"eval arm{arm} {mode}{' mirror' if mirrored else ''}",
@@ -266,6 +269,7 @@ def evaluate(
     def finish(slot: _Slot, success: bool) -> None:
         result.successes[slot.trial] = bool(success)
         result.lengths[slot.trial] = slot.t
+        result.final_qpos[slot.trial] = [float(v) for v in policy_obs(slot.obs)[1]]
         if slot.frames:
             name = f"{result.label}-trial{slot.trial:03d}-seed{result.seeds[slot.trial]}-" \
                    f"{'success' if success else 'failure'}.mp4"

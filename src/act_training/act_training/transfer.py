@@ -42,11 +42,11 @@ PRESETS: dict[str, dict] = {
     "cpu": {
         "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
         "train": {"preset": "cpu", "overrides": {"model.backbone_layers": 3, "train.batch_size": 16,
-                                                 "train.steps": 2000}},
+                                                 "train.steps": 1200}},
         "eval": {
             "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 2,
             "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
-            "n_execute": None, "k": 0.01, "query_period": 5,
+            "n_execute": None, "k": 0.01, "query_period": 10,
         },
     },
     "paper": {
