@@ -42,7 +42,7 @@ PRESETS: dict[str, dict] = {
     "cpu": {
         "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
         "train": {"preset": "cpu", "overrides": {"model.backbone_layers": 3, "train.batch_size": 16,
-                                                 "train.steps": 1200}},
+                                                 "train.steps": 2000}},
         "eval": {
             "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 2,
             "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
