@@ -96,11 +96,13 @@ def machine_info() -> dict:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
-    for mod in ("torch", "mujoco", "rosbags", "h5py", "numpy"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("torch", "mujoco", "rosbags", "h5py", "numpy", "ros-rclpy"):
         try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - a missing package is just not reported
-            info[mod] = None
+            info[dist] = version(dist)
+        except PackageNotFoundError:
+            info[dist] = None
     return info
 
 
