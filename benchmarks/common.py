@@ -125,6 +125,33 @@ def load_avg() -> list[float]:
         return []
 
 
+def busy_processes(threshold: float = 20.0, interval: float = 0.5) -> list[dict]:
+    """Other processes using more than `threshold` % of a core right now (what else is running)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    me = os.getpid()
+    procs = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            p.cpu_percent(None)
+            procs.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    time.sleep(interval)
+    out = []
+    for p in procs:
+        try:
+            c = p.cpu_percent(None)
+            if c >= threshold and p.pid != me:
+                cmd = " ".join(p.info["cmdline"] or [])[:160]
+                out.append({"pid": p.pid, "cpu_percent": round(c), "cmd": cmd})
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return sorted(out, key=lambda d: -d["cpu_percent"])
+
+
 def write_json_atomic(path: Path, data: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

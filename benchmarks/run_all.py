@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import AREAS, SCHEMA, git_info, load_avg, machine_info, write_json_atomic  # noqa: E402
+from common import AREAS, SCHEMA, busy_processes, git_info, load_avg, machine_info, write_json_atomic  # noqa: E402
 
 DEFAULT_DOMAIN_ID = 101  # tests use 1..100 (tests/conftest.py); keep benchmark DDS traffic apart
 TIMEOUT_S = {"sim": 300, "training": 600, "inference": 300, "bags": 600, "node": 600}
@@ -165,12 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for group in groups:
             print(f"[bench] {' + '.join(group)} ...", file=sys.stderr, flush=True)
+            busy, la = busy_processes(), load_avg()
             runs = [start_area(a, args.quick, work, domain_id) for a in group]
             timeouts = {a: TIMEOUT_S[a] * (0.5 if args.quick else 1) for a in group}
             while runs:
                 run = wait_any(runs, timeouts)
                 runs.remove(run)
                 res = finish_area(run)
+                res["load_avg_at_start"], res["busy_processes_at_start"] = la, busy
                 result["areas"][run["area"]] = res
                 print(f"[bench] {run['area']}: {res['status']} in {res['seconds']:.0f} s", file=sys.stderr,
                       flush=True)
