@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, area_main, log, metric, summarize  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-# label -> node parameters; "prefetch" = chunked, but the next chunk is requested one tick before
-# the current one runs out (n_execute = chunk - 1), which hides an inference shorter than a tick
-MODES = {"chunked": {"execution": "chunked"}, "ensemble": {"execution": "ensemble"},
-         "chunked_prefetch": {"execution": "chunked", "n_execute": -1}}
+# label -> node parameters; "chunked" = the plain rule (query when the chunk has run out),
+# "chunked_prefetch" = the node's default: the next chunk is requested `lookahead` ticks early
+# (ceil(EMA inference x rate) + prefetch_margin_ticks, docs/ros.md)
+MODES = {"chunked": {"execution": "chunked", "prefetch": "false"}, "ensemble": {"execution": "ensemble"},
+         "chunked_prefetch": {"execution": "chunked"}}
 FULL = {"preset": "cpu", "window_s": 60.0, "warmup_s": 5.0, "hw": (240, 320),
         "modes": ("chunked", "ensemble", "chunked_prefetch")}
 QUICK = {"preset": "tiny", "window_s": 2.0, "warmup_s": 0.5, "hw": (48, 64), "modes": ("chunked", "ensemble")}

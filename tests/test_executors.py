@@ -154,3 +154,31 @@ def test_bad_arguments():
         make_executor("ensemble", 4, 2, query_period=0)
     with pytest.raises(ValueError):
         make_executor("ensemble", 4, 2).add_chunk(np.zeros((3, 2)))
+
+
+def test_chunked_lookahead_prefetch():
+    """needs_query(lookahead=L) asks L ticks before the executed part runs out (at least one
+    tick into the chunk); the prefetched chunk replaces the current one, aligned."""
+    ex = ChunkedExecutor(chunk_size=10, action_dim=1)
+    assert ex.needs_query(lookahead=3)  # no chunk yet
+    ex.add_chunk(np.arange(10.0)[:, None], step=0)
+    wants = []
+    for _ in range(10):
+        wants.append((ex.needs_query(), ex.needs_query(lookahead=3), ex.needs_query(lookahead=99)))
+        ex.next_action()
+    assert [w[0] for w in wants] == [False] * 10  # plain rule: only after all 10
+    assert [w[1] for w in wants] == [False] * 7 + [True] * 3  # from tick 10 - 3
+    assert [w[2] for w in wants] == [False] + [True] * 9  # clamped: at least one tick
+    assert ex.needs_query() and ex.needs_query(lookahead=0)
+
+    ex = ChunkedExecutor(chunk_size=10, action_dim=1, n_execute=6)
+    ex.add_chunk(np.arange(10.0)[:, None], step=0)
+    for _ in range(4):
+        ex.next_action()
+    assert ex.needs_query(lookahead=2) and not ex.needs_query(lookahead=1) and not ex.needs_query()
+    s = ex.step  # query at tick 4 (6 - 2); the chunk arrives 2 ticks later
+    np.testing.assert_allclose(ex.next_action(), [4.0])
+    np.testing.assert_allclose(ex.next_action(), [5.0])
+    ex.add_chunk(100.0 + np.arange(10.0)[:, None], step=s)
+    np.testing.assert_allclose(ex.next_action(), [102.0])  # entry for tick 6 of the chunk from tick 4
+    assert ex.last_query_step == 4 and not ex.needs_query(lookahead=2)

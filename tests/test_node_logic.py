@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from act_policy_node.engine import InferenceRequest, InferenceWorker, PolicyView
+from act_policy_node.engine import InferenceRequest, InferenceWorker, PolicyView, PrefetchPlanner
 from act_policy_node.inputs import InputError, JointSelector, decode_image, default_joint_names, finite_vector
 from act_policy_node.safety import CommandLimiter, StalenessMonitor
 
@@ -143,3 +143,20 @@ def test_inference_worker_latest_slot_and_errors():
     w.submit(req(4.0, 4))  # still alive after an error
     assert w.wait_idle(5) and w.poll()[0].chunk[0, 0] == 4.0
     w.stop()
+
+
+def test_prefetch_planner_lookahead():
+    pp = PrefetchPlanner(rate_hz=50.0, margin_ticks=1, alpha=0.5)
+    assert pp.lookahead() == 1  # nothing measured yet: the margin
+    pp.update(0.24)  # first measurement taken as is: 12 ticks exactly (no float round-up)
+    assert pp.ema_s == pytest.approx(0.24) and pp.lookahead() == 13
+    pp.update(0.04)  # EMA: 0.14 s = 7 ticks
+    assert pp.ema_s == pytest.approx(0.14) and pp.lookahead() == 8
+    pp.update(0.141)  # 0.1405 s = 7.025 ticks -> 8
+    assert pp.lookahead() == 9
+    pp.update(float("nan"))  # ignored
+    assert pp.lookahead() == 9
+    assert PrefetchPlanner(100.0, margin_ticks=0).lookahead() == 0
+    for bad in ({"rate_hz": 0.0}, {"rate_hz": 50.0, "margin_ticks": -1}, {"rate_hz": 50.0, "alpha": 0.0}):
+        with pytest.raises(ValueError):
+            PrefetchPlanner(**bad)

@@ -9,10 +9,13 @@
   the chunk, which the executor aligns with `add_chunk(chunk, step=tick)`. A newer request
   replaces a pending one that has not started; `generation` lets a reset discard chunks that
   were in flight.
+- `PrefetchPlanner`: how many ticks ahead of need a chunked-mode query must start (timer mode):
+  lookahead = ceil(EMA of the measured inference seconds x control rate) + margin ticks.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +25,7 @@ import numpy as np
 
 from act_policy_node.inputs import InputError, resize_image
 
-__all__ = ["PolicyView", "InferenceRequest", "InferenceResult", "InferenceWorker"]
+__all__ = ["PolicyView", "InferenceRequest", "InferenceResult", "InferenceWorker", "PrefetchPlanner"]
 
 
 class PolicyView:
@@ -163,3 +166,35 @@ class InferenceWorker:
                 self._running = False
                 self.n_done += 1
                 self._cv.notify_all()
+
+
+class PrefetchPlanner:
+    """Lookahead for chunked execution on a timer: request the next chunk `lookahead()` ticks
+    before the executed part of the current one runs out, so that it is back in time.
+
+    lookahead = ceil(ema_s * rate_hz) + margin_ticks, `ema_s` the exponential moving average
+    (weight `alpha` for the newest) of the measured inference seconds; before the first
+    measurement only the margin (the first chunk is awaited anyway).
+    """
+
+    def __init__(self, rate_hz: float, margin_ticks: int = 1, alpha: float = 0.2) -> None:
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        if int(margin_ticks) < 0:
+            raise ValueError(f"margin_ticks must be >= 0, got {margin_ticks}")
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        self.rate_hz = float(rate_hz)
+        self.margin_ticks = int(margin_ticks)
+        self.alpha = float(alpha)
+        self.ema_s: float | None = None
+
+    def update(self, inference_s: float) -> None:
+        x = float(inference_s)
+        if not math.isfinite(x) or x < 0:
+            return
+        self.ema_s = x if self.ema_s is None else self.ema_s + self.alpha * (x - self.ema_s)
+
+    def lookahead(self) -> int:
+        ticks = 0 if self.ema_s is None else math.ceil(self.ema_s * self.rate_hz - 1e-9)
+        return max(0, ticks) + self.margin_ticks

@@ -33,7 +33,13 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from act_msgs.msg import ActionChunk, PolicyStatus
-from act_policy_node.engine import InferenceRequest, InferenceResult, InferenceWorker, PolicyView
+from act_policy_node.engine import (
+    InferenceRequest,
+    InferenceResult,
+    InferenceWorker,
+    PolicyView,
+    PrefetchPlanner,
+)
 from act_policy_node.inputs import InputError, JointSelector, decode_image, default_joint_names, resize_image
 from act_policy_node.safety import CommandLimiter, StalenessMonitor
 
@@ -58,7 +64,15 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "execution": ("ensemble", "Chunk execution: 'chunked' or 'ensemble' (ACT temporal ensembling)."),
     "ensemble_k": (0.01, "Ensemble weight w_i = exp(-k*i), i = 0 the oldest prediction."),
     "query_period": (1, "Ensemble: query the policy every N ticks."),
-    "n_execute": (0, "Chunked: actions executed open-loop per query (0 = the whole chunk)."),
+    "n_execute": (0, "Chunked: actions executed per chunk (0 = the whole chunk). In timer mode with "
+                     "prefetch the next query starts `lookahead` ticks earlier, so 0 means: query "
+                     "after chunk - lookahead actions (at least 1)."),
+    "prefetch": (True, "Chunked, timer mode: request the next chunk `lookahead` ticks before the executed "
+                       "part of the current one runs out; the new chunk replaces the old one, aligned. "
+                       "lookahead = ceil(EMA of the measured inference s x control_rate) + "
+                       "prefetch_margin_ticks. false: query only once it has run out (every inference "
+                       "then costs missed ticks). Lockstep mode never prefetches."),
+    "prefetch_margin_ticks": (1, "Prefetch: ticks added to the inference time in ticks (>= 0)."),
     "command_type": ("float64_array", "Command message: 'float64_array' (std_msgs/Float64MultiArray, "
                                       "forward position controller) or 'joint_trajectory'."),
     "trajectory_time_from_start": (0.0, "JointTrajectory point time_from_start in s (0 = one tick)."),
@@ -140,10 +154,19 @@ class ACTPolicyNode(Node):
             raise ConfigError(f"on_stale must be 'hold' or 'silent', got {p['on_stale']!r}")
         if p["control_rate"] <= 0:
             raise ConfigError("control_rate must be > 0")
+        if p["prefetch_margin_ticks"] < 0:
+            raise ConfigError(f"prefetch_margin_ticks must be >= 0, got {p['prefetch_margin_ticks']}")
         from act_training.executors import make_executor
 
-        self.act_executor = make_executor(p["execution"], self.C, self.A, n_execute=p["n_execute"] or None,
-                                      k=p["ensemble_k"], query_period=p["query_period"])
+        try:
+            self.act_executor = make_executor(p["execution"], self.C, self.A,
+                                              n_execute=p["n_execute"] or None,
+                                              k=p["ensemble_k"], query_period=p["query_period"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        # chunked on a timer: query `lookahead` ticks before the executed part runs out (docs/ros.md)
+        self._prefetch = p["execution"] == "chunked" and bool(p["prefetch"]) and not p["lockstep"]
+        self.prefetch = PrefetchPlanner(p["control_rate"], p["prefetch_margin_ticks"])
         self.limiter = self._make_limiter(p)
         self.dt = 1.0 / p["control_rate"]
         self.input_names = [f"camera:{c}" for c in self.cameras] + ["joint_states"]
@@ -193,7 +216,8 @@ class ACTPolicyNode(Node):
         timing = "lockstep" if p["lockstep"] else f"{p['control_rate']:.0f} Hz"
         self.get_logger().info(
             f"ACT policy on arm {self.arm}{' (mirrored)' if self.view.mirrored else ''}: "
-            f"{p['execution']} C={self.C} A={self.A} cameras={self.cameras} joints={self.joint_names} "
+            f"{p['execution']}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
+            f"cameras={self.cameras} joints={self.joint_names} "
             f"{timing} limits={'on' if self.limiter.enabled else 'off'} enabled={self._enabled}")
 
     # ------------------------------------------------------------------------------------------
@@ -300,6 +324,7 @@ class ACTPolicyNode(Node):
     # ------------------------------------------------------------------------------------------
     def _on_inference(self, res: InferenceResult) -> None:
         with self._lock:
+            self.prefetch.update(res.inference_s)  # a discarded chunk still measured the inference
             if res.request.generation != self._generation:
                 return  # reset while in flight
             self._inference_ms = res.inference_s * 1e3
@@ -374,9 +399,17 @@ class ACTPolicyNode(Node):
                 if self.p["on_stale"] == "hold" and self._last_cmd is not None:
                     self._publish_command(self._last_cmd)
                 return
-            if self.act_executor.needs_query() and not self.worker.busy:
+            if self._wants_query() and not self.worker.busy:
                 self.worker.submit(self._snapshot())
             self._emit_step()
+
+    def _wants_query(self) -> bool:
+        """Timer mode: should this tick start an inference? Chunked with prefetch: `lookahead`
+        ticks before the executed part of the chunk runs out (the new chunk, predicted from this
+        tick's observation, replaces the current one when it arrives, aligned by the executor)."""
+        if self._prefetch:
+            return self.act_executor.needs_query(lookahead=self.prefetch.lookahead())
+        return self.act_executor.needs_query()
 
     def _emit_step(self) -> None:
         """Take the executor's action for this tick, map, clamp and publish it (lock held)."""
@@ -465,6 +498,7 @@ class ACTPolicyNode(Node):
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else math.nan,
             "inference_ms": self._inference_ms, "rejected_inputs": self._rejected,
             "clamped": self.limiter.n_clamped,
+            "lookahead_ticks": self.prefetch.lookahead() if self._prefetch else 0,
         }
 
     def _publish_status(self) -> None:
@@ -485,6 +519,8 @@ class ACTPolicyNode(Node):
             s.message = (f"{self._mode_msg}; latency p50 {st['latency_p50_ms']:.1f} ms "
                          f"p99 {st['latency_p99_ms']:.1f} ms; late ticks {self._late_ticks}; "
                          f"clamped {self.limiter.n_clamped}")
+            if self._prefetch:
+                s.message += f"; prefetch lookahead {st['lookahead_ticks']} ticks"
         self.status_pub.publish(s)
 
     def destroy_node(self) -> None:

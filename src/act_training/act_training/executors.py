@@ -32,7 +32,10 @@ Typical synchronous loop (the evaluator):
 
 Asynchronous loop (the node): on a tick where `needs_query()` is true, start inference on that
 tick's observation and remember the tick `s`; keep calling `next_action()` every tick; when the
-inference returns, call `add_chunk(chunk, step=s)`.
+inference returns, call `add_chunk(chunk, step=s)`. With the chunked executor the node may
+ask `needs_query(lookahead=L)` (L = inference time in ticks + a margin) so that the next chunk,
+predicted from the observation at tick s, arrives before the executed part of the current one
+runs out; it then replaces the current chunk (aligned at s) — the prefetch of docs/ros.md.
 """
 
 from __future__ import annotations
@@ -117,8 +120,13 @@ class ChunkedExecutor(Executor):
         super().reset()
         self._has_chunk = False
 
-    def needs_query(self) -> bool:
-        return not self._has_chunk or self.step - self.last_query_step >= self.n_execute
+    def needs_query(self, lookahead: int = 0) -> bool:
+        """True when the current chunk's first `n_execute` actions have run, or, with
+        `lookahead` L > 0 (prefetch: an inference takes about L ticks), L ticks earlier, i.e.
+        from offset max(1, n_execute - L) into the chunk. `lookahead=0` is the plain rule."""
+        if not self._has_chunk:
+            return True
+        return self.step - self.last_query_step >= max(1, self.n_execute - max(0, int(lookahead)))
 
     def add_chunk(self, chunk, step: int | None = None) -> None:
         chunk, s = self._check_chunk(chunk, step)
