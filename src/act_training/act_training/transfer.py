@@ -253,7 +253,11 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: 
     video_dir = out / "report" / "videos"
     for row in eval_matrix(cfg):
         name = f"eval:arm{row['arm']}-{row['mode']}-{'mirror' if row['mirror'] else 'raw'}"
-        key = _key({"row": row, "eval": e, "ckpt": ckpt_key})
+        # Only what changes this row's outcome (not which other rows are in the matrix).
+        relevant = {k: e.get(k) for k in ("seed", "n_videos", "max_steps")}
+        relevant.update({"k": e["k"], "query_period": e["query_period"]} if row["mode"] == "ensemble"
+                        else {"n_execute": e.get("n_execute")})
+        key = _key({"row": row, "eval": relevant, "env": env_kwargs, "ckpt": ckpt_key})
         marker = stages.get(name, key)
         if marker and Path(marker["outputs"]["json"]).is_file():
             res = EvalResult.from_dict(json.loads(Path(marker["outputs"]["json"]).read_text()))
