@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"ROS_DOMAIN_ID of the node benchmark's processes (default {DEFAULT_DOMAIN_ID})")
     ap.add_argument("--work", help="scratch directory (default: a new temporary one, removed at the end)")
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else was running)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other areas of an existing --out file (re-run some areas of a full run)")
     args = ap.parse_args(argv)
     areas = parse_only(args.only)
     info = machine_info()
@@ -156,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         "ros_domain_id": domain_id, "note": args.note, "load_avg_start": la0, "complete": False,
         "areas": {},
     }
+    if args.merge and out.exists():
+        old = json.loads(out.read_text())
+        result["merged_from"] = {"started": old.get("started"), "areas": list(old.get("areas", {})),
+                                 "load_avg_start": old.get("load_avg_start"),
+                                 "load_avg_during": old.get("load_avg_during"), "note": old.get("note")}
+        result["areas"] = {a: r for a, r in old.get("areas", {}).items() if a not in areas}
+        areas_all = [a for a in AREAS if a in result["areas"] or a in areas]
+    else:
+        areas_all = areas
     sampler = LoadSampler()
     sampler.start()
     t0 = time.perf_counter()
@@ -166,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         for group in groups:
             print(f"[bench] {' + '.join(group)} ...", file=sys.stderr, flush=True)
             busy, la = busy_processes(), load_avg()
+            ran_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             runs = [start_area(a, args.quick, work, domain_id) for a in group]
             timeouts = {a: TIMEOUT_S[a] * (0.5 if args.quick else 1) for a in group}
             while runs:
                 run = wait_any(runs, timeouts)
                 runs.remove(run)
                 res = finish_area(run)
-                res["load_avg_at_start"], res["busy_processes_at_start"] = la, busy
+                res["ran_at"], res["load_avg_at_start"], res["busy_processes_at_start"] = ran_at, la, busy
                 result["areas"][run["area"]] = res
                 print(f"[bench] {run['area']}: {res['status']} in {res['seconds']:.0f} s", file=sys.stderr,
                       flush=True)
@@ -186,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         result["load_avg_during"] = sampler.stop()
         result["load_avg_end"] = load_avg()
         result["duration_s"] = round(time.perf_counter() - t0, 1)
-        result["areas"] = {a: result["areas"][a] for a in areas if a in result["areas"]}
-        result["complete"] = len(result["areas"]) == len(areas)
+        result["areas"] = {a: result["areas"][a] for a in areas_all if a in result["areas"]}
+        result["complete"] = all(a in result["areas"] for a in areas)
         write_json_atomic(out, result)
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
