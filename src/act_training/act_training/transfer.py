@@ -64,7 +64,8 @@ PRESETS: dict[str, dict] = {
 QUICK = {
     "demos": {"num_demos": 2},
     "train": {"preset": "tiny", "overrides": {"train.steps": 20}},
-    "eval": {"trials": 2, "control_trials": 2, "n_envs": 2, "n_videos": 1, "max_steps": 40},
+    "eval": {"trials": 2, "control_trials": 2, "n_envs": 2, "n_videos": 1, "max_steps": 40,
+             "query_period": 2},
 }
 
 
