@@ -42,7 +42,7 @@ PRESETS: dict[str, dict] = {
     "cpu": {
         "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
         "train": {"preset": "cpu", "overrides": {"model.backbone_layers": 3, "train.batch_size": 16,
-                                                 "train.steps": 2000}},
+                                                 "train.steps": 1200}},
         "eval": {
             "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 2,
             "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
@@ -196,7 +196,10 @@ def stage_train(
     last checkpoint (`<out>/train/checkpoints/last.pt`) as long as its inputs are unchanged."""
     if cfg["checkpoint"]:
         key = _key({"checkpoint": cfg["checkpoint"], "mtime": os.path.getmtime(cfg["checkpoint"])})
-        return {"checkpoint": cfg["checkpoint"], "metrics": None}, key, 0.0
+        here = Path(cfg["checkpoint"]).parent  # the trainer's metrics, if the checkpoint is in its run dir
+        metrics = next((str(here / m) for m in ("metrics.jsonl", "metrics.csv")
+                        if (here / m).is_file()), None)
+        return {"checkpoint": cfg["checkpoint"], "metrics": metrics}, key, 0.0
     key = _key({"train": cfg["train"], "data": data_key})
     marker = stages.get("train", key)
     if marker and Path(marker["outputs"]["checkpoint"]).is_file():
