@@ -32,7 +32,8 @@ sys.path.insert(0, str(HERE))
 from common import AREAS, SCHEMA, busy_processes, git_info, load_avg, machine_info, write_json_atomic  # noqa: E402
 
 DEFAULT_DOMAIN_ID = 101  # tests use 1..100 (tests/conftest.py); keep benchmark DDS traffic apart
-TIMEOUT_S = {"sim": 300, "training": 600, "inference": 300, "bags": 600, "node": 600}
+# generous: the cores are shared
+TIMEOUT_S = {"sim": 300, "training": 900, "inference": 600, "bags": 600, "node": 900}
 
 
 class LoadSampler(threading.Thread):
