@@ -616,6 +616,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     signal.signal(signal.SIGTERM, _sigterm_to_exit)  # so a kill also removes the temporary file
+    # A process started in the background by a non-interactive shell inherits SIGINT as ignored;
+    # restore Ctrl-C so an interrupt always aborts cleanly (and removes the temporary file).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         overrides = dict(parse_override(s) for s in args.set)
         if args.control_hz is not None:
