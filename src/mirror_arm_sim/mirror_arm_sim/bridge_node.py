@@ -51,7 +51,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "cameras": (["top"], "Cameras to render and publish (cell camera names)."),
     "image_size": ([96, 96], "Rendered image size [height, width] (match the policy's)."),
     "max_episode_steps": (300, "Episode step limit (truncation)."),
-    "stop_on_success": (True, "End the episode at the first successful step (like act_evaluate)."),
+    "stop_on_success": (False, "End the episode at the first successful step instead of when the env "
+                        "terminates (success held 0.5 s); false matches act_evaluate."),
     "lockstep": (True, "true: advance one step per received command (deterministic evaluation); "
                        "false: real time at control_rate."),
     "control_rate": (0.0, "Real-time mode step rate in Hz (0 = the cell's control_hz)."),
