@@ -40,6 +40,8 @@ runs out; it then replaces the current chunk (aligned at s) — the prefetch of 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 __all__ = ["ChunkedExecutor", "Executor", "TemporalEnsembleExecutor", "make_executor", "EXECUTOR_MODES"]
@@ -47,7 +49,7 @@ __all__ = ["ChunkedExecutor", "Executor", "TemporalEnsembleExecutor", "make_exec
 EXECUTOR_MODES = ("chunked", "ensemble")
 
 
-class Executor:
+class Executor(ABC):
     """Common state and checks for the executors (see module docstring for the time model)."""
 
     mode = "base"
@@ -83,14 +85,17 @@ class Executor:
             )
         return chunk, s
 
-    def needs_query(self) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def needs_query(self) -> bool:
+        """Does the current tick want a new prediction?"""
 
-    def add_chunk(self, chunk, step: int | None = None) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def add_chunk(self, chunk, step: int | None = None) -> None:
+        """Register a chunk predicted from the observation at tick `step` (default: now)."""
 
-    def next_action(self) -> np.ndarray | None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def next_action(self) -> np.ndarray | None:
+        """The action for the current tick (None if nothing covers it); advance one tick."""
 
     def __repr__(self) -> str:
         name = type(self).__name__
