@@ -309,6 +309,8 @@ class BagConverter:
                             f"{bag}: unreadable or corrupt bag after {stats['messages']} messages: "
                             f"{type(e).__name__}: {e}"
                         ) from None
+                    if _RECEIVED_SIGNALS:
+                        raise Interrupted(_RECEIVED_SIGNALS[0])
                     stats["messages"] += 1
                     bar.update(1)
                     self._on_message(conn.topic, rx, msg)
@@ -593,8 +595,22 @@ def convert_bags(
     return report
 
 
-def _sigterm_to_exit(signum, frame):
-    raise SystemExit(128 + signum)
+class Interrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM during a conversion; the output's temporary file is removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_RECEIVED_SIGNALS: list[int] = []
+
+
+def _on_signal(signum, frame):
+    # Remember it as well as raising it: an exception raised by a signal handler can be swallowed
+    # when it lands inside library code (a __del__, a callback), so the message loop checks too.
+    _RECEIVED_SIGNALS.append(signum)
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -615,10 +631,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    signal.signal(signal.SIGTERM, _sigterm_to_exit)  # so a kill also removes the temporary file
-    # A process started in the background by a non-interactive shell inherits SIGINT as ignored;
-    # restore Ctrl-C so an interrupt always aborts cleanly (and removes the temporary file).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM and Ctrl-C abort cleanly and remove the temporary file. SIGINT is set explicitly:
+    # a process started in the background by a non-interactive shell inherits it as ignored.
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         overrides = dict(parse_override(s) for s in args.set)
         if args.control_hz is not None:
@@ -629,12 +645,15 @@ def main(argv: list[str] | None = None) -> int:
             overrides["episodes.min_length"] = args.min_length
         cfg = BagConfig.load(args.config, overrides)
         rep = convert_bags(args.bags, cfg, args.out, progress=not args.no_progress, overwrite=args.overwrite)
+        if _RECEIVED_SIGNALS:  # a signal whose exception was swallowed after the last message
+            Path(args.out).unlink(missing_ok=True)
+            raise Interrupted(_RECEIVED_SIGNALS[0])
     except (BagError, BagConfigError) as e:
         print(f"act_bag_to_hdf5: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("act_bag_to_hdf5: interrupted; no output written", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
     print(
         f"wrote {rep.out}: {rep.episodes} episodes, {rep.steps} steps from {len(args.bags)} bag(s), "
         f"{rep.bag_bytes / 1e6:.1f} MB in {rep.seconds:.1f} s ({rep.mb_per_s:.1f} MB/s)"
