@@ -125,3 +125,25 @@ def test_prepare_images_resizes():
     assert y.shape == (2, 3, 3, 32, 32) and y.dtype == torch.float32 and 0 <= y.min() and y.max() <= 1
     z = prepare_images(x, None)
     assert torch.equal(z[1, 2, :, 5, 7], x[1, 2, 5, 7].float() / 255)
+
+
+def test_prepare_images_crop_then_resize():
+    x = torch.randint(0, 256, (2, 1, 40, 48, 3), dtype=torch.uint8)
+    # the left half at its own resolution: exactly those pixels, nothing resampled
+    left = prepare_images(x, (40, 24), crop=(0.0, 0.0, 1.0, 0.5))
+    assert torch.equal(left, x[..., :, :24, :].permute(0, 1, 4, 2, 3).float() / 255)
+    # a window in the middle, then resized like an uncropped image of that window
+    mid = prepare_images(x, (16, 16), crop=(0.25, 0.25, 0.5, 0.5))
+    assert torch.allclose(mid, prepare_images(x[..., 10:30, 12:36, :].contiguous(), (16, 16)))
+
+
+def test_crop_config_and_frame_size():
+    from act_training.config import ConfigError, make_config
+
+    mc = make_config("cpu", ["model.crop=[0, 0, 1, 0.5]", "model.image_size=[128, 64]"]).model
+    assert mc.crop == (0.0, 0.0, 1.0, 0.5) and mc.frame_size == (128, 128)
+    assert make_config("cpu", []).model.frame_size == (96, 96)  # no crop: the input size
+    with pytest.raises(ConfigError, match="model.crop"):
+        make_config("cpu", ["model.crop=[0, 0.6, 1, 0.5]"])  # runs off the right edge
+    with pytest.raises(ConfigError, match="model.crop"):
+        make_config("cpu", ["model.crop=[0, 0, 1]"])

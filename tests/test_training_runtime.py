@@ -77,6 +77,31 @@ def test_runtime_api_shapes_and_resize(ckpt):
         rt.predict_chunk({c: v[0].astype(np.float32) for c, v in ims.items()}, q[0])
 
 
+def test_cropped_checkpoint_round_trip(tmp_path):
+    """A policy trained on the left half of the frame keeps its crop through the checkpoint:
+    it takes full frames (frame_size) and sees only their left half."""
+    torch.manual_seed(0)
+    cfg = get_preset("tiny")
+    mc = replace(cfg.model, camera_names=("top",), state_dim=7, action_dim=7, image_size=(32, 16),
+                 crop=(0.0, 0.0, 1.0, 0.5))
+    stats = NormStats.compute(np.zeros((4, 7)), np.zeros((4, 7)))
+    path = tmp_path / "policy.pt"
+    save_checkpoint(path, make_payload(ACT(mc).eval(), replace(cfg, model=mc).to_dict(), stats, JOINTS,
+                                       JOINTS, 1, 7))
+    rt = ACTPolicyRuntime.load(path)
+    assert (rt.image_size, rt.frame_size, rt.crop) == ((32, 16), (32, 32), (0.0, 0.0, 1.0, 0.5))
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    other_right = frame.copy()
+    other_right[:, 16:] = rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    other_left = frame.copy()
+    other_left[:, :16] = rng.integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    q = np.zeros(7, np.float32)
+    base = rt.predict_chunk({"top": frame}, q)
+    np.testing.assert_array_equal(rt.predict_chunk({"top": other_right}, q), base)  # right half unseen
+    assert not np.allclose(rt.predict_chunk({"top": other_left}, q), base)
+
+
 def test_runtime_thread_safe(ckpt):
     rt = ACTPolicyRuntime.load(ckpt[0])
     ims, q = obs(1)

@@ -134,7 +134,7 @@ class ACTPolicyNode(Node):
             mm = load_mirror_map(p["mirror_map"] or None)
             if mm.dim != self.A:
                 raise ConfigError(f"mirror map has {mm.dim} joints, the policy {self.A}")
-        self.view = PolicyView(self.cameras, rt.image_size, mm)
+        self.view = PolicyView(self.cameras, rt.frame_size, mm)  # full frames; the runtime crops
         self.joint_names = p["joint_names"] or default_joint_names(self.arm, self.action_names)
         if len(self.joint_names) != self.A:
             raise ConfigError(f"parameter joint_names has {len(self.joint_names)} names "

@@ -63,7 +63,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
     dtype = torch.bfloat16 if amp == "bf16" else None
 
     def step():
-        im = prepare_images(batch["images"], mc.image_size)
+        im = prepare_images(batch["images"], mc.image_size, mc.crop)
         ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
         with ctx:
             a, mu, lv = model(im, batch["qpos"], batch["actions"], batch["action_is_pad"])
@@ -82,7 +82,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
 
     def infer():
         with torch.inference_mode():
-            model(prepare_images(one, mc.image_size), q1)
+            model(prepare_images(one, mc.image_size, mc.crop), q1)
 
     t_inf = _median_time(infer, 20, warmup=3)
     return {

@@ -47,6 +47,10 @@ class ModelConfig:
     state_dim: int = 0
     action_dim: int = 0
     image_size: tuple[int, int] | None = (96, 96)  # (H, W) fed to the network; None = the file's
+    # (top, left, height, width) of the camera frame, as fractions, cut out before resizing to
+    # image_size: spends the pixels on the workspace. None = the whole frame. The crop is taken
+    # after the mirror map's flip, so a left-half crop sees arm 0's side, or mirrored arm 1's.
+    crop: tuple[float, float, float, float] | None = None
     # --- ACT ---
     chunk_size: int = 50
     hidden_dim: int = 256
@@ -74,6 +78,12 @@ class ModelConfig:
             _check(len(self.image_size) == 2, f"model.image_size must be [H, W], got {self.image_size}")
             self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
             _check(min(self.image_size) >= 16, f"model.image_size {self.image_size}: at least 16 px")
+        if self.crop is not None:
+            _check(len(self.crop) == 4, f"model.crop must be [top, left, height, width], got {self.crop}")
+            self.crop = tuple(float(v) for v in self.crop)
+            t, lf, h, w = self.crop
+            _check(t >= 0 and lf >= 0 and h > 0 and w > 0 and t + h <= 1.0 + 1e-9 and lf + w <= 1.0 + 1e-9,
+                   f"model.crop {self.crop}: fractions of the frame, top+height and left+width <= 1")
         _check(self.state_dim >= 0 and self.action_dim >= 0, "model.state_dim/action_dim must be >= 0")
         _check(self.chunk_size >= 1, f"model.chunk_size must be >= 1, got {self.chunk_size}")
         _check(self.hidden_dim >= 2 and self.hidden_dim % 2 == 0, "model.hidden_dim must be even")
@@ -89,6 +99,14 @@ class ModelConfig:
         _check(self.latent_dim >= 1, "model.latent_dim must be >= 1")
         _check(not self.use_vae or self.n_vae_encoder_layers >= 1, "model.n_vae_encoder_layers must be >= 1")
         _check(self.kl_weight >= 0.0, "model.kl_weight must be >= 0")
+
+    @property
+    def frame_size(self) -> tuple[int, int] | None:
+        """(H, W) of the camera frame that gives `image_size` after the crop without resampling
+        (what to render or resize camera frames to); `image_size` when there is no crop."""
+        if self.image_size is None or self.crop is None:
+            return self.image_size
+        return (round(self.image_size[0] / self.crop[2]), round(self.image_size[1] / self.crop[3]))
 
     @property
     def num_cameras(self) -> int:
@@ -176,6 +194,8 @@ class Config:
         d["data"]["cameras"] = list(self.data.cameras)
         if self.model.image_size is not None:
             d["model"]["image_size"] = list(self.model.image_size)
+        if self.model.crop is not None:
+            d["model"]["crop"] = list(self.model.crop)
         return d
 
     @classmethod

@@ -97,7 +97,7 @@ def make_eval_env(runtime, env_kwargs: dict | None = None, video: bool = False):
     """A MirrorArmEnv whose cameras and image size match the policy's."""
     from mirror_arm_sim.env import MirrorArmEnv
 
-    kwargs = {"image_size": tuple(runtime.image_size), "cameras": tuple(runtime.camera_names)}
+    kwargs = {"image_size": tuple(runtime.frame_size), "cameras": tuple(runtime.camera_names)}
     kwargs.update(env_kwargs or {})
     return MirrorArmEnv(**kwargs)
 

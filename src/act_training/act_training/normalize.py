@@ -75,13 +75,19 @@ class NormStats:
         return v
 
 
-def prepare_images(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float32 (..., 3, h, w) in [0, 1], resized (bilinear) to `size`."""
+def prepare_images(images: torch.Tensor, size: tuple[int, int] | None,
+                   crop: tuple[float, float, float, float] | None = None) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float32 (..., 3, h, w) in [0, 1]: the `crop` window (top, left,
+    height, width as fractions of H, W; None = all) resized (bilinear, antialiased) to `size`."""
     if images.dtype != torch.uint8:
         raise TypeError(f"images must be uint8 (..., H, W, 3), got {images.dtype}")
     if images.ndim < 3 or images.shape[-1] != 3:
         raise ValueError(f"images must be (..., H, W, 3), got {tuple(images.shape)}")
     lead = images.shape[:-3]
+    if crop is not None:
+        H, W = images.shape[-3], images.shape[-2]
+        t, lf = round(crop[0] * H), round(crop[1] * W)
+        images = images[..., t:t + max(1, round(crop[2] * H)), lf:lf + max(1, round(crop[3] * W)), :]
     x = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float().div_(255.0)
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)

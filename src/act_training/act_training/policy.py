@@ -2,7 +2,8 @@
 
     runtime = ACTPolicyRuntime.load("policy.pt", device="cpu")
     runtime.camera_names, runtime.joint_names, runtime.action_names, runtime.chunk_size,
-    runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W)
+    runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W) network input
+    runtime.frame_size  # (H, W) camera frames that need no resampling (image_size before the crop)
     chunk = runtime.predict_chunk(images={"top": uint8 (H, W, 3)}, qpos=(state_dim,))
     # -> float32 (chunk_size, action_dim), raw (un-normalised) joint targets
     chunks = runtime.predict_chunk_batch(images={"top": uint8 (B, H, W, 3)}, qpos=(B, state_dim))
@@ -47,7 +48,10 @@ class ACTPolicyRuntime:
         self.chunk_size: int = cfg.chunk_size
         self.state_dim: int = cfg.state_dim
         self.action_dim: int = cfg.action_dim
-        self.image_size: tuple[int, int] = tuple(cfg.image_size)
+        self.image_size: tuple[int, int] = tuple(cfg.image_size)  # network input, after the crop
+        self.crop = cfg.crop
+        # camera frames of this size need no resampling (render or resize to it)
+        self.frame_size: tuple[int, int] = tuple(cfg.frame_size)
         self.meta = dict(meta or {})
         self._lock = threading.Lock()
         self._q_mean = torch.as_tensor(stats.qpos_mean, device=device)
@@ -96,7 +100,8 @@ class ACTPolicyRuntime:
             ims.append(torch.from_numpy(np.ascontiguousarray(im)))
         with self._lock, torch.inference_mode():
             # per camera (cameras may differ in size): uint8 (B, H, W, 3) -> float (B, 3, h, w)
-            x = torch.stack([prepare_images(im.to(self.device), self.image_size) for im in ims], dim=1)
+            x = torch.stack([prepare_images(im.to(self.device), self.image_size, self.crop)
+                             for im in ims], dim=1)
             qt = (torch.from_numpy(q).to(self.device) - self._q_mean) / self._q_std
             a, _, _ = self.model(x, qt)
             a = a.float() * self._a_std + self._a_mean

@@ -235,7 +235,7 @@ def _evaluate(model, dataset, idx, cfg, device, amp_dtype, was_training) -> dict
     bs = cfg.train.batch_size
     for s in range(0, n, bs):
         batch = torch.utils.data.default_collate([dataset[int(i)] for i in idx[s:s + bs]])
-        b = _to_device(batch, device, model.cfg.image_size)
+        b = _to_device(batch, device, model.cfg.image_size, model.cfg.crop)
         with _autocast(device, amp_dtype):
             a, mu, lv = model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
             a0, _, _ = model(b["images"], b["qpos"])
@@ -253,10 +253,10 @@ def _autocast(device: torch.device, dtype):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def _to_device(batch: dict, device, image_size) -> dict:
+def _to_device(batch: dict, device, image_size, crop=None) -> dict:
     nb = device.type == "cuda"
     return {
-        "images": prepare_images(batch["images"].to(device, non_blocking=nb), image_size),
+        "images": prepare_images(batch["images"].to(device, non_blocking=nb), image_size, crop),
         "qpos": batch["qpos"].to(device, non_blocking=nb),
         "actions": batch["actions"].to(device, non_blocking=nb),
         "action_is_pad": batch["action_is_pad"].to(device, non_blocking=nb),
@@ -400,7 +400,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
                 batch = next(it)
             batches_in_epoch += 1
             t_data = time.perf_counter() - t0
-            b = _to_device(batch, device, mc.image_size)
+            b = _to_device(batch, device, mc.image_size, mc.crop)
             with _autocast(device, amp_dtype):
                 a, mu, lv = ddp_model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
             ls = act_loss(a, b["actions"], b["action_is_pad"], mu, lv, mc.kl_weight)

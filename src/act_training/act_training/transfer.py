@@ -39,10 +39,16 @@ from act_training.evaluate import EvalResult, evaluate
 # demos: passed to the sim's demo generator; train: overrides of act_training's training
 # config (a preset name plus field overrides); eval: the evaluation matrix.
 PRESETS: dict[str, dict] = {
+    # cpu: the top camera rendered at 128 px, and the network sees only its left half (arm 0's
+    # side; for arm 1 the left half of the flipped frame) at full resolution: 128x64 input, 8x4
+    # image tokens. Cheaper than the whole frame at 96 px and finer where the cube and target
+    # are. See docs/transfer.md for what was measured against it.
     "cpu": {
-        "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
-        "train": {"preset": "cpu", "overrides": {"model.backbone_layers": 3, "train.batch_size": 16,
-                                                 "train.steps": 1200}},
+        "demos": {"num_demos": 200, "seed": 0, "image_size": [128, 128], "cameras": ["top"]},
+        "train": {"preset": "cpu", "overrides": {
+            "model.image_size": [128, 64], "model.crop": [0.0, 0.0, 1.0, 0.5],
+            "model.backbone_layers": 3, "data.shift_pixels": 5, "train.batch_size": 16,
+            "train.steps": 1500}},
         "eval": {
             "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 2,
             "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
@@ -62,8 +68,8 @@ PRESETS: dict[str, dict] = {
 
 # --quick: a smoke run of every stage in a couple of minutes (tests).
 QUICK = {
-    "demos": {"num_demos": 2},
-    "train": {"preset": "tiny", "overrides": {"train.steps": 20}},
+    "demos": {"num_demos": 2, "image_size": [64, 64]},
+    "train": {"preset": "tiny", "overrides": {"train.steps": 20, "model.image_size": [32, 16]}},
     "eval": {"trials": 2, "control_trials": 2, "n_envs": 2, "n_videos": 1, "max_steps": 40,
              "query_period": 2},
 }
@@ -94,6 +100,11 @@ def resolve_config(args: argparse.Namespace) -> dict:
         cfg["train"].setdefault("overrides", {})["train.steps"] = int(args.train_steps)
     if args.modes:
         cfg["eval"]["modes"] = list(args.modes)
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"act_transfer: --set expects section.field=value, got {item!r}")
+        cfg["train"].setdefault("overrides", {})[key.strip()] = yaml.safe_load(value)
     cfg["data"] = str(Path(args.data).resolve()) if args.data else None
     cfg["checkpoint"] = str(Path(args.checkpoint).resolve()) if args.checkpoint else None
     return cfg
@@ -349,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-demos", type=int, default=None)
     p.add_argument("--train-steps", type=int, default=None)
     p.add_argument("--modes", nargs="+", choices=("chunked", "ensemble"), default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="training config override, as in act_train (repeatable), e.g. train.steps=2000")
     return p
 
 

@@ -59,7 +59,7 @@ def generate_launch_description():
         DeclareLaunchArgument("gui", default_value="false", description="show the Gazebo GUI"),
         DeclareLaunchArgument("out", default_value="/tmp/mirror_arm_gazebo",
                               description="directory for the generated SDF / URDF / bridge config"),
-        DeclareLaunchArgument("image_size", default_value="96,96",
+        DeclareLaunchArgument("image_size", default_value="128,128",
                               description="camera image size H,W (match the policy's)"),
         DeclareLaunchArgument("command_type", default_value="float64_array",
                               choices=["float64_array", "joint_trajectory"],

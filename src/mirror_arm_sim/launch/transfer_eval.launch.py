@@ -43,7 +43,7 @@ ARGUMENTS = [
     ("sim", "mujoco", "simulator", ["mujoco", "gazebo"]),
     ("trials", "20", "number of seeded episodes", None),
     ("seed", "1000", "trial i uses env seed seed + i", None),
-    ("image_size", "96,96", "camera image size H,W (the policy's)", None),
+    ("image_size", "128,128", "camera frame size H,W (the policy's frame_size)", None),
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
     ("result_json", "", "write per-trial results here (empty: do not)", None),

@@ -49,7 +49,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "seed": (0, "Env seed of the next episode (read at every ~/reset)."),
     "randomize": (True, "Randomise cube, target and start pose (env reset option)."),
     "cameras": (["top"], "Cameras to render and publish (cell camera names)."),
-    "image_size": ([96, 96], "Rendered image size [height, width] (match the policy's)."),
+    "image_size": ([96, 96], "Rendered image size [height, width] (match the policy's frame_size)."),
     "max_episode_steps": (300, "Episode step limit (truncation)."),
     "stop_on_success": (False, "End the episode at the first successful step instead of when the env "
                         "terminates (success held 0.5 s); false matches act_evaluate."),

@@ -10,7 +10,8 @@ under physics and contact (expert on arm 0, mirrored actions on arm 1):
 * ee:      TCP of arm 1 in B is the reflection of the TCP of arm 0 in A (position and frame)
 * cube:    (rollout) the cube in B is the reflection of the cube in A
 * images:  the mirror map's image transform of B's images (flip/swap) matches A's images:
-           mean and max absolute pixel error (0..255) per camera
+           mean absolute pixel error (0..255) and the fraction of pixels off by more than
+           16 levels, per camera
 
 A wrong sign in the map breaks `ee` and `images`; a camera off the mirror plane breaks `images`.
 Exit status 0 when every check passes, 1 otherwise.
@@ -34,12 +35,17 @@ M = np.diag([-1.0, 1.0, 1.0])  # reflection through x = 0
 # Tolerances. Kinematics is exact up to float rounding; under contact the two scenes are solved
 # by the same deterministic code on reflected inputs (measured: 1e-11 over an expert episode).
 # Images: rendered without MSAA (offsamples=0; multisample patterns are not mirror-symmetric),
-# rasterisation is then symmetric up to rare 1-2 level differences (measured mean 5e-4, max 2).
+# rasterisation is then symmetric up to rare 1-2 level differences (measured mean 5e-4, max 2),
+# except where an edge passes exactly through a pixel centre: the rasteriser's tie-break rule is
+# not mirror-symmetric, so that one pixel can differ completely (seen once: 1 pixel of 4096 at
+# 64 px). Hence a budget of off pixels instead of a bound on the single worst one; a camera 5 mm
+# off the plane or a wrong joint sign puts whole edges off (see docs/sim.md).
 TOL = {
     "static_joints": 1e-9, "static_ee": 1e-7, "static_ee_rot": 1e-7,
     "rollout_joints": 1e-6, "rollout_ee": 1e-6, "rollout_cube": 1e-6,
-    "image_mean": 0.05, "image_max": 16.0,
+    "image_mean": 0.05, "image_off_fraction": 1e-3,
 }
+OFF_LEVELS = 16  # a pixel is "off" when a channel differs by more than this (0..255)
 
 
 @dataclass
@@ -72,8 +78,9 @@ class SymmetryReport:
 
 
 def _img_err(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """-> (mean absolute error, fraction of pixels with a channel off by > OFF_LEVELS)."""
     e = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return float(e.mean()), float(e.max())
+    return float(e.mean()), float((e.max(axis=-1) > OFF_LEVELS).mean())
 
 
 def _compare(env_a: MirrorArmEnv, env_b: MirrorArmEnv, mm: MirrorMap, cameras) -> dict:
@@ -91,7 +98,7 @@ def _compare(env_a: MirrorArmEnv, env_b: MirrorArmEnv, mm: MirrorMap, cameras) -
     ims_a = {c: env_a.render_camera(c, arm=0) for c in cameras}
     ims_b = mm.images({c: env_b.render_camera(c, arm=1) for c in cameras})
     for c in cameras:
-        out[f"image_mean[{c}]"], out[f"image_max[{c}]"] = _img_err(ims_a[c], ims_b[c])
+        out[f"image_mean[{c}]"], out[f"image_off[{c}]"] = _img_err(ims_a[c], ims_b[c])
     return out
 
 
@@ -142,8 +149,8 @@ def _image_checks(prefix, worst, cameras) -> list[Check]:
     for c in cameras:
         out.append(Check(f"{prefix}: image '{c}' mean |err| [0..255]", worst[f"image_mean[{c}]"],
                          TOL["image_mean"]))
-        out.append(Check(f"{prefix}: image '{c}' max |err| [0..255]", worst[f"image_max[{c}]"],
-                         TOL["image_max"]))
+        out.append(Check(f"{prefix}: image '{c}' pixels off > {OFF_LEVELS}", worst[f"image_off[{c}]"],
+                         TOL["image_off_fraction"]))
     return out
 
 
