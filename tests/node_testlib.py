@@ -22,8 +22,9 @@ HOME = [0.0, -0.6, 0.9, 0.0, 0.6, 0.0, 0.03]  # a plausible pose near the cell's
 
 
 def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chunk_size: int = 8,
-                         seed: int = 0, action_std: float = 0.05, preset: str = "tiny") -> Path:
-    """An untrained ACT checkpoint (seeded weights; `preset` sizes) in the real checkpoint format."""
+                         seed: int = 0, action_std: float = 0.05, preset: str = "tiny", crop=None) -> Path:
+    """An untrained ACT checkpoint (seeded weights; `preset` sizes) in the real checkpoint format.
+    With `crop` the network sees that window of the frame at `image_size`."""
     import torch
     from act_training.checkpoint import make_payload, save_checkpoint
     from act_training.config import get_preset
@@ -33,7 +34,7 @@ def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chun
 
     cfg = get_preset(preset)
     mc = dataclasses.replace(cfg.model, camera_names=tuple(cameras), state_dim=7, action_dim=7,
-                             image_size=tuple(image_size), chunk_size=chunk_size)
+                             image_size=tuple(image_size), chunk_size=chunk_size, crop=crop)
     torch.manual_seed(seed)
     model = ACT(mc)
     home = np.asarray(default_cell().arm.home, dtype=np.float32)

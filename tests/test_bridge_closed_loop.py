@@ -62,7 +62,10 @@ def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
 @pytest.mark.ros
 @pytest.mark.parametrize("arm,mode", [(1, "ensemble"), (0, "chunked")])
 def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode):
-    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", image_size=IMAGE, chunk_size=8)
+    # like the cpu transfer preset, the policy sees the left half of the frame (32x16 of 32x32):
+    # the node must pass full frames (runtime.frame_size) and the runtime crop after the mirror
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", image_size=(IMAGE[0], IMAGE[1] // 2), chunk_size=8,
+                                crop=(0.0, 0.0, 1.0, 0.5))
     # the shipped parameter files, with the launch file's overrides
     bridge = start("mirror_arm_sim.bridge_node",
                    {"arm": arm, "image_size": list(IMAGE), "max_episode_steps": MAX_STEPS, "lockstep": True},

@@ -3,7 +3,8 @@
 - `PolicyView`: what the policy sees and what the arm gets. For arm 1 driven by a policy
   trained on arm 0 the policy sees `mirror(obs)` (images flipped/swapped, qpos mirrored) and the
   arm receives `mirror(action)`; on arm 0 (or with no map) both are the identity. Images are
-  resized to the policy's size here.
+  resized to the policy's frame size here (`runtime.frame_size`: the runtime then crops, if the
+  checkpoint has a crop, without resampling again).
 - `InferenceWorker`: one background thread with a latest-request slot, so the control tick
   never waits for a forward pass: the tick submits (observation, tick index) and later polls for
   the chunk, which the executor aligns with `add_chunk(chunk, step=tick)`. A newer request
