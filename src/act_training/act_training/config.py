@@ -163,6 +163,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # bf16 autocast: auto = on for CUDA with bf16 and CPUs with avx512_bf16/amx
     threads: int = 0  # torch intra-op threads per process; 0 = cores / processes
+    # exponential moving average of the weights, used for validation, policy.pt and deployment;
+    # 0 = off. The decay ramps up as min(ema_decay, (1 + t) / (10 + t)) so early steps count less.
+    ema_decay: float = 0.0
 
     def __post_init__(self):
         _check(self.steps >= 1, "train.steps must be >= 1")
@@ -179,6 +182,7 @@ class TrainConfig:
         _check(self.stop_at >= 0, "train.stop_at must be >= 0")
         _check(self.amp in AMP_MODES, f"train.amp must be one of {AMP_MODES}")
         _check(self.threads >= 0, "train.threads must be >= 0")
+        _check(0.0 <= self.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass
@@ -309,6 +313,8 @@ def _coerce(value, tp, where: str):
                f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans: give them back
+            return "on" if value else "off"
         return "" if value is None else str(value)
     return value
 
@@ -327,18 +333,29 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict) -> Config:
         _check(sec in sections and name, f"override '{key}': use section.field, section in {list(sections)}")
         _check(name in sections[sec], f"override '{key}': no field '{name}' in {sec} "
                                       f"(fields: {', '.join(sorted(sections[sec]))})")
-        if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value) if value != "" else ""
-            except yaml.YAMLError:
-                pass
-        sections[sec][name] = _coerce(value, hints[sec][name], f"override '{key}'")
+        sections[sec][name] = _coerce(parse_value(value, hints[sec][name]), hints[sec][name],
+                                      f"override '{key}'")
     return Config(
         preset=cfg.preset,
         model=ModelConfig(**sections["model"]),
         data=DataConfig(**sections["data"]),
         train=TrainConfig(**sections["train"]),
     )
+
+
+def parse_value(value, tp):
+    """A command-line value as written: text for a string field (`train.amp=off` is "off", not
+    YAML's false; quotes are stripped), YAML for the others (`128`, `1e-4`, `[96, 96]`, `null`).
+    Values that are not strings (from a dict or a YAML file) pass through unchanged."""
+    if not isinstance(value, str):
+        return value
+    if tp is str:
+        v = value.strip()
+        return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
+    try:
+        return yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        return value
 
 
 def _split_override(s: str) -> tuple[str, str]:

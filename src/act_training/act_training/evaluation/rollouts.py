@@ -161,6 +161,7 @@ class _Rollouts:
             slot.done = True
             return
         slot.trial, self.next_trial = self.next_trial, self.next_trial + 1
+        slot.env.unwrapped.render_obs = True  # the first step always queries
         slot.obs, _ = slot.env.reset(seed=self.result.seeds[slot.trial],
                                      options={"arm": self.cfg.arm, "randomize": True})
         slot.executor.reset()
@@ -181,24 +182,33 @@ class _Rollouts:
             r.videos.append(str(self.video_dir / name))
         self.start(slot)
 
-    def query(self, active: list[_Slot], views: list) -> None:
+    def view(self, slot: _Slot):
+        """(images, qpos) of `slot`'s observation as the policy sees it (through the pipeline)."""
+        return self.pipeline.to_policy(slot.obs["images"], slot.obs["qpos"])
+
+    def query(self, active: list[_Slot]) -> None:
         """One batched forward pass for every slot whose executor wants a new chunk."""
-        want = [i for i, s in enumerate(active) if s.executor.needs_query()]
+        want = [s for s in active if s.executor.needs_query()]
         if not want:
             return
-        images = {c: np.stack([views[i][0][c] for i in want]) for c in self.cams}
-        qpos = np.stack([views[i][1] for i in want])
-        for i, chunk in zip(want, self.runtime.predict_chunk_batch(images=images, qpos=qpos)):
-            active[i].executor.add_chunk(chunk)
+        views = [self.view(s) for s in want]
+        images = {c: np.stack([v[0][c] for v in views]) for c in self.cams}
+        qpos = np.stack([v[1] for v in views])
+        for s, chunk in zip(want, self.runtime.predict_chunk_batch(images=images, qpos=qpos)):
+            s.executor.add_chunk(chunk)
 
-    def step(self, slot: _Slot, view) -> bool | None:
+    def step(self, slot: _Slot) -> bool | None:
         """Execute one action in `slot`; the trial's success if it ended, else None."""
-        images, qpos = view
         action = slot.executor.next_action()
         if action is None:  # cannot happen synchronously; hold position to be safe
-            action = qpos
+            action = self.view(slot)[1]
         if slot.frames is not None:
-            self._video_frame(slot, images, f"{self.caption} seed {self.result.seeds[slot.trial]} t={slot.t}")
+            self._video_frame(slot, self.view(slot)[0],
+                              f"{self.caption} seed {self.result.seeds[slot.trial]} t={slot.t}")
+        # Render the camera only for observations the policy will look at (its next query, or
+        # a video frame): rendering every step was most of an evaluation's cost, and rendering
+        # does not touch the physics, so results are identical seed by seed.
+        slot.env.unwrapped.render_obs = slot.frames is not None or slot.executor.needs_query()
         slot.obs, _, terminated, truncated, info = slot.env.step(
             np.asarray(self.pipeline.to_robot(action), dtype=np.float32))
         slot.t += 1
@@ -254,10 +264,9 @@ def evaluate(runtime, config: EvalConfig | None = None, mirror_map=None, **field
             loop.start(s)
         while any(not s.done for s in loop.slots):
             active = [s for s in loop.slots if not s.done]
-            views = [pipeline.to_policy(s.obs["images"], s.obs["qpos"]) for s in active]
-            loop.query(active, views)
-            for s, view in zip(active, views):
-                success = loop.step(s, view)
+            loop.query(active)
+            for s in active:
+                success = loop.step(s)
                 if success is not None:
                     loop.finish(s, success)
                     bar.update(1)

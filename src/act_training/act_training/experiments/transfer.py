@@ -51,9 +51,12 @@ TRANSFER_PRESETS: dict[str, dict] = {
         "train": {"preset": "cpu", "overrides": {
             "model.image_size": [128, 64], "model.crop": [0.0, 0.0, 1.0, 0.5],
             "model.backbone_layers": 3, "data.shift_pixels": 5, "train.batch_size": 16,
-            "train.steps": 1500}},
+            "train.steps": 1500, "train.ema_decay": 0.995}},
+        # 200 trials per row: a 95 % Wilson interval of about +-3 points at 95 %, enough to tell
+        # 95 % from 90 %. Rows run two at a time in worker processes (eval.workers).
         "eval": {
-            "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 2,
+            "trials": 200, "control_trials": 200, "seed": 100_000, "n_envs": 8, "n_videos": 2,
+            "workers": 2,
             "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
             "n_execute": None, "k": 0.01, "query_period": 10,
         },
@@ -74,7 +77,7 @@ QUICK = {
     "demos": {"num_demos": 2, "image_size": [64, 64]},
     "train": {"preset": "tiny", "overrides": {"train.steps": 20, "model.image_size": [32, 16]}},
     "eval": {"trials": 2, "control_trials": 2, "n_envs": 2, "n_videos": 1, "max_steps": 40,
-             "query_period": 2},
+             "query_period": 2, "workers": 1},
 }
 
 
@@ -107,7 +110,9 @@ def resolve_config(args: argparse.Namespace) -> dict:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise ValueError(f"--set expects section.field=value, got {item!r}")
-        cfg["train"].setdefault("overrides", {})[key.strip()] = yaml.safe_load(value)
+        # kept as written: act_training.config parses it once, by the field's type (so that
+        # `train.amp=off` stays the string "off" instead of YAML's false)
+        cfg["train"].setdefault("overrides", {})[key.strip()] = value.strip()
     cfg["data"] = str(Path(args.data).resolve()) if args.data else None
     cfg["checkpoint"] = str(Path(args.checkpoint).resolve()) if args.checkpoint else None
     return cfg
@@ -288,15 +293,41 @@ def stage_deploy(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key
     return str(path), key
 
 
-def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: str,
-               runtime_cache: dict) -> tuple[list[EvalResult], dict]:
+def _row_name(row: dict) -> str:
+    return f"eval:arm{row['arm']}-{row['mode']}-{'mirror' if row['mirror'] else 'raw'}"
+
+
+def _eval_row(job: dict) -> tuple[dict, float]:
+    """One row of the matrix (in a worker process, or in this one): -> (EvalResult dict, s)."""
+    import torch
+
+    _import_torch_before_rendering()
+    torch.set_num_threads(job["threads"])
+    from act_training.runtime.policy import ACTPolicyRuntime
+
+    runtime = ACTPolicyRuntime.load(job["checkpoint"], device="cpu")
+    e, row = job["eval"], job["row"]
+    t0 = time.perf_counter()
+    res = evaluate(runtime, EvalConfig(
+        arm=row["arm"], n_trials=row["trials"], mode=row["mode"], mirror=row["mirror"],
+        seed=e["seed"], video_dir=job["video_dir"], n_videos=e["n_videos"], n_envs=e["n_envs"],
+        max_steps=e.get("max_steps"), desc=job["name"], progress=job["progress"]))
+    return res.to_dict(), time.perf_counter() - t0
+
+
+def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str,
+               ckpt_key: str) -> tuple[list[EvalResult], dict]:
     """Every row of the evaluation matrix on `checkpoint`, with its stored deployment defaults
-    (only the executor kind varies per row); finished rows are read back."""
+    (only the executor kind varies per row); finished rows are read back. Rows not done yet run
+    `eval.workers` at a time in worker processes with one torch thread per core each: on 2
+    cores two single-threaded rows finish about twice as fast as one two-threaded row, whose
+    small-batch inference parallelises poorly. Results do not depend on the number of workers."""
     e = cfg["eval"]
-    results, timings = [], {}
-    video_dir = out / "report" / "videos"
+    results: dict[str, EvalResult] = {}
+    timings: dict[str, float] = {}
+    todo = []
     for row in eval_matrix(cfg):
-        name = f"eval:arm{row['arm']}-{row['mode']}-{'mirror' if row['mirror'] else 'raw'}"
+        name = _row_name(row)
         # Only what changes this row's outcome (not which other rows are in the matrix).
         relevant = {k: e.get(k) for k in ("seed", "n_videos", "max_steps")}
         relevant.update({"k": e["k"], "query_period": e["query_period"]} if row["mode"] == "ensemble"
@@ -306,27 +337,43 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: 
         if marker and Path(marker["outputs"]["json"]).is_file():
             res = EvalResult.from_dict(json.loads(Path(marker["outputs"]["json"]).read_text()))
             _log(f"{name}: done, {res.summary()}")
-            results.append(res)
-            timings[name] = marker["seconds"]
+            results[name], timings[name] = res, marker["seconds"]
             continue
-        if "runtime" not in runtime_cache:
-            from act_training.runtime.policy import ACTPolicyRuntime
+        todo.append((name, key, row))
+    workers = max(1, min(int(e.get("workers") or 1), len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [{"name": name, "row": row, "eval": e, "checkpoint": checkpoint, "threads": threads,
+             "video_dir": str(out / "report" / "videos"), "progress": workers == 1}
+            for name, _, row in todo]
 
-            runtime_cache["runtime"] = ACTPolicyRuntime.load(checkpoint, device="cpu")
-        runtime = runtime_cache["runtime"]
-        t0 = time.perf_counter()
-        res = evaluate(runtime, EvalConfig(
-            arm=row["arm"], n_trials=row["trials"], mode=row["mode"], mirror=row["mirror"],
-            seed=e["seed"], video_dir=video_dir, n_videos=e["n_videos"], n_envs=e["n_envs"],
-            max_steps=e.get("max_steps"), desc=name))
-        dt = time.perf_counter() - t0
+    def done(name: str, key: str, res_dict: dict, dt: float) -> None:
+        res = EvalResult.from_dict(res_dict)
         json_path = out / "eval" / f"{res.label}.json"
         _atomic_json(json_path, res.to_dict())
         stages.mark(name, key, {"json": str(json_path)}, dt)
         _log(f"{name}: {res.summary()}")
-        results.append(res)
-        timings[name] = dt
-    return results, timings
+        results[name], timings[name] = res, dt
+
+    if todo:
+        _log(f"eval: {len(todo)} rows, {workers} worker process(es) x {threads} thread(s)")
+    if workers == 1:
+        for (name, key, _), job in zip(todo, jobs):
+            done(name, key, *_eval_row(job))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from tqdm.auto import tqdm
+
+        # spawn: a fresh interpreter per worker (no inherited EGL context or torch thread pool)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool, \
+                tqdm(total=len(todo), desc="eval rows", dynamic_ncols=True) as bar:
+            futures = {pool.submit(_eval_row, job): (name, key) for (name, key, _), job in zip(todo, jobs)}
+            for f in as_completed(futures):
+                done(*futures[f], *f.result())
+                bar.update(1)
+    order = [_row_name(r) for r in eval_matrix(cfg)]
+    return [results[n] for n in order], {n: timings[n] for n in order}
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,9 +389,44 @@ def _import_torch_before_rendering() -> None:
     import act_training.training.train  # noqa: F401
 
 
-def run(cfg: dict, out: str | Path) -> Path:
-    """Run (or resume) every stage; return the report.md path."""
+def seed_dir(out: Path, seed: int) -> Path:
+    """Where training seed `seed` lives: seed 0 is the main run (`<out>/train`, `<out>/eval`, as
+    `make transfer` writes it), seed s > 0 `<out>/seeds/seed<s>/` (same demos)."""
+    return out if seed == 0 else out / "seeds" / f"seed{seed}"
+
+
+def with_train_seed(cfg: dict, seed: int) -> dict:
+    """The experiment's config with training seed `seed` (seed 0 leaves it unchanged, so its
+    stages are the main run's)."""
+    if seed == 0:
+        return cfg
+    out = copy.deepcopy(cfg)
+    out["train"].setdefault("overrides", {})["train.seed"] = int(seed)
+    out["eval"]["n_videos"] = 0  # videos of the main run only
+    return out
+
+
+def run_seed(cfg: dict, out: Path, seed: int, data_path: str, data_key: str) -> dict:
+    """Train, deploy and evaluate one training seed (resumable):
+    -> {"seed", "results", "timings", "train", "policy"}."""
+    cfg_s = with_train_seed(cfg, seed)
+    d = seed_dir(out, seed)
+    stages = Stages(d)
+    train_out, ckpt_key, t_train = stage_train(cfg_s, d, stages, data_path, data_key)
+    policy, deploy_key = stage_deploy(cfg_s, d, stages, train_out["checkpoint"], ckpt_key)
+    results, eval_t = stage_eval(cfg_s, d, stages, policy, deploy_key)
+    return {"seed": seed, "results": results, "timings": {"train": t_train, **eval_t},
+            "train": train_out, "policy": policy}
+
+
+def run(cfg: dict, out: str | Path, seeds: int = 1) -> Path:
+    """Run (or resume) every stage for `seeds` training seeds on the same demos; return the main
+    run's report.md (with seeds > 1 also `<out>/report/seeds.md`, every seed's table, the mean
+    and the worst seed)."""
+    from act_training.evaluation.machine import describe, machine_info
     from act_training.evaluation.report import write_report
+    from act_training.evaluation.seeds_report import write_seeds_report
+    from act_training.training.train import precision_name
 
     _import_torch_before_rendering()
     out = Path(out).resolve()
@@ -352,23 +434,31 @@ def run(cfg: dict, out: str | Path) -> Path:
     stages = Stages(out)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     t_start = time.perf_counter()
+    tc = build_train_config(cfg, "", out / "train")
+    machine = machine_info(precision=precision_name(tc.train.amp), threads=tc.train.threads or None)
     timings: dict[str, float] = {}
-
     data_path, data_key, timings["demos"] = stage_demos(cfg, out, stages)
-    train_out, ckpt_key, timings["train"] = stage_train(cfg, out, stages, data_path, data_key)
-    policy, deploy_key = stage_deploy(cfg, out, stages, train_out["checkpoint"], ckpt_key)
-    results, eval_t = stage_eval(cfg, out, stages, policy, deploy_key, {})
-    timings.update(eval_t)
+    runs = []
+    for seed in range(seeds):
+        if seeds > 1:
+            _log(f"training seed {seed} ({seed + 1} of {seeds}, demos fixed)")
+        runs.append(run_seed(cfg, out, seed, data_path, data_key))
+    main_run = runs[0]
+    timings.update(main_run["timings"])
     timings["this invocation (wall)"] = time.perf_counter() - t_start
-    metrics = train_out.get("metrics") or None
+    metrics = main_run["train"].get("metrics") or None
     report = write_report(
-        out / "report", results, cfg, metrics_path=metrics, timings=timings,
-        extra={"checkpoint": policy, "demos": data_path},
+        out / "report", main_run["results"], cfg, metrics_path=metrics, timings=timings,
+        extra={"checkpoint": main_run["policy"], "demos": data_path, "machine": describe(machine)},
     )
     shutil.copyfile(out / "config.yaml", out / "report" / "config.yaml")
     _log(f"report: {report}")
-    for r in results:
+    for r in main_run["results"]:
         _log("  " + r.summary())
+    if seeds > 1:
+        md = write_seeds_report(out / "report", runs, machine=machine, timings={
+            "demos": timings["demos"], "this invocation (wall)": time.perf_counter() - t_start})
+        _log(f"seeds report: {md}")
     return report
 
 
@@ -388,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-demos", type=int, default=None)
     p.add_argument("--train-steps", type=int, default=None)
     p.add_argument("--modes", nargs="+", choices=("chunked", "ensemble"), default=None)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train this many seeds (0..N-1) on the same demos and report each, the mean "
+                   "and the worst; seed 0 is the main run")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="training config override, as in act_train (repeatable), e.g. train.steps=2000")
     return p
@@ -402,7 +495,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        report = run(resolve_config(args), args.out)
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        cfg = resolve_config(args)
+        build_train_config(cfg, cfg["data"] or "", Path(args.out) / "train")  # validate before any work
+        report = run(cfg, args.out, seeds=args.seeds)
     except (ConfigError, CheckpointError, LayoutError, ValueError) as e:
         print(f"act_transfer: error: {e}", file=sys.stderr)
         return 2

@@ -95,6 +95,11 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if _cpu_has_bf16() else None
 
 
+def precision_name(mode: str, device: torch.device | None = None) -> str:
+    """What `train.amp=mode` trains in on this machine: 'bf16' or 'fp32'."""
+    return "bf16" if resolve_amp(mode, device or torch.device("cpu")) is not None else "fp32"
+
+
 def lr_lambda(cfg) -> callable:
     total, warm, floor = cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio
 
@@ -220,6 +225,33 @@ def complete_model_config(mc: ModelConfig, cameras, state_dim: int, action_dim: 
                    image_size=tuple(mc.image_size) if mc.image_size else tuple(image_hw))
 
 
+class WeightEMA:
+    """Exponential moving average of a model's parameters (buffers are copied, e.g. BatchNorm
+    statistics). `model` is the averaged copy used for validation and the final policy."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        for pe, p in zip(self.model.parameters(), model.parameters()):
+            pe.lerp_(p.detach(), 1.0 - d)
+        for be, b in zip(self.model.buffers(), model.buffers()):
+            be.copy_(b)
+
+    def state_dict(self) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.model.load_state_dict(sd)
+
+
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def validation_loss(model: ACT, dataset, cfg: Config, device, amp_dtype) -> dict:
@@ -339,6 +371,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
         {"params": [p for p in model.parameters() if id(p) in backbone_ids], "lr": tc.lr_backbone},
     ]
     opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    ema = WeightEMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     sampler = ResumableSampler(train_ds, num_replicas=world, rank=rank, seed=tc.seed)
     step, epoch, batches_in_epoch = 0, 0, 0
@@ -347,6 +380,8 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
         ts = ckpt["train_state"]
         opt.load_state_dict(ts["optimizer"])
         sched.load_state_dict(ts["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(ts["ema"])
         step, epoch, batches_in_epoch = int(ckpt["step"]), int(ts["epoch"]), int(ts["batches_in_epoch"])
         if ts.get("world_size", 1) == world and is_main:
             _set_rng_state(ts["rng"])
@@ -388,7 +423,11 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
         if with_state:
             ts = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
                   "batches_in_epoch": batches_in_epoch, "rng": _rng_state(), "world_size": world}
-        save_checkpoint(path, make_payload(model, cfg.to_dict(), stats, info.joint_names, info.action_names,
+            if ema is not None:
+                ts["ema"] = ema.state_dict()
+        # last.pt holds the live weights (training continues from them), policy.pt the average
+        weights = ema.model if (ema is not None and not with_state) else model
+        save_checkpoint(path, make_payload(weights, cfg.to_dict(), stats, info.joint_names, info.action_names,
                                            info.layout_version, step, ts, deployment))
 
     stop = min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps
@@ -435,6 +474,8 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
                     f"grad_norm={stats_t[3].item()}){good}")
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(model, step)
             step += 1
             lossv, l1v, klv, gnv = (float(x) for x in stats_t)
             dt = time.perf_counter() - t0
@@ -460,7 +501,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
             last_step = step == stop
             eval_now = (tc.eval_every and step % tc.eval_every == 0) or last_step
             if is_main and val_ds is not None and eval_now:
-                v = validation_loss(model, val_ds, cfg, device, amp_dtype)
+                v = validation_loss(ema.model if ema is not None else model, val_ds, cfg, device, amp_dtype)
                 metrics.log({"step": step, "split": "val", **v, "wall_time_s": time.perf_counter() - t_start})
                 if pbar is not None:
                     pbar.write(f"[act_train] step {step}: val loss {v['loss']:.4f} l1 {v['l1']:.4f} "
