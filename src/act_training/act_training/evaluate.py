@@ -314,6 +314,8 @@ def evaluate(
 # CLI
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from act_training.backends import BACKENDS
+
     p = argparse.ArgumentParser(
         prog="act_evaluate",
         description="Evaluate an ACT checkpoint on arm 0 or (mirrored) arm 1 of the MuJoCo cell.",
@@ -333,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-dir", default=None)
     p.add_argument("--n-videos", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="how the network runs: eager torch, jit (frozen TorchScript), onnx (ONNX Runtime)")
     p.add_argument("--json", default=None, help="write the per-trial result here")
     return p
 
@@ -343,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from act_training.policy import ACTPolicyRuntime
 
-    runtime = ACTPolicyRuntime.load(args.checkpoint, device=args.device)
+    runtime = ACTPolicyRuntime.load(args.checkpoint, device=args.device, backend=args.backend)
     res = evaluate(
         runtime, arm=args.arm, n_trials=args.trials, mode=args.mode, mirror=not args.no_mirror,
         seed=args.seed, video_dir=args.video_dir, n_videos=args.n_videos, n_envs=args.n_envs,

@@ -1,6 +1,6 @@
 """The policy runtime: load a checkpoint, predict action chunks in real units.
 
-    runtime = ACTPolicyRuntime.load("policy.pt", device="cpu")
+    runtime = ACTPolicyRuntime.load("policy.pt", device="cpu", backend="torch")  # | "onnx" | "jit"
     runtime.camera_names, runtime.joint_names, runtime.action_names, runtime.chunk_size,
     runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W) network input
     runtime.frame_size  # (H, W) camera frames that need no resampling (image_size before the crop)
@@ -11,8 +11,10 @@
 
 Images of another size are resized (bilinear, antialiased) to the training size with the same
 function the trainer uses. Inference runs under torch.inference_mode with z = 0 (CVAE prior
-mean). Calls are serialised by a lock, so the runtime can be shared between a ROS timer and a
-worker thread; run it OFF the control-loop thread (see docs/architecture.md).
+mean). `backend` picks how the network runs (act_training.backends: eager torch, a frozen
+TorchScript graph, or ONNX Runtime on a cached export); everything around the network call is
+the same code for all of them. Calls are serialised by a lock, so the runtime can be shared
+between a ROS timer and a worker thread; run it OFF the control-loop thread (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .backends import make_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .model import ACT
 from .normalize import NormStats, prepare_images
@@ -37,8 +40,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 class ACTPolicyRuntime:
     def __init__(self, model: ACT, stats: NormStats, camera_names, joint_names, action_names,
-                 device: torch.device, meta: dict | None = None):
+                 device: torch.device, meta: dict | None = None, backend: str = "torch",
+                 checkpoint: str | Path | None = None, threads: int = 0):
         self.model = model.to(device).eval()
+        # the network call: eager torch, a frozen graph or ONNX Runtime (act_training.backends)
+        self.backend = backend
+        self._net = make_backend(backend, self.model, checkpoint=checkpoint, threads=threads, device=device)
         self.stats = stats
         self.device = device
         self.camera_names: list[str] = list(camera_names)
@@ -60,7 +67,10 @@ class ACTPolicyRuntime:
         self._a_std = torch.as_tensor(stats.action_std, device=device)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ACTPolicyRuntime:
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "torch",
+             threads: int = 0) -> ACTPolicyRuntime:
+        """Load a checkpoint; `backend` in act_training.backends.BACKENDS, `threads` its intra-op
+        threads (onnx; 0 = torch's current setting)."""
         dev = resolve_device(device)
         ck = load_checkpoint(path, map_location="cpu")
         model = ACT(ck["model_config_obj"])
@@ -70,7 +80,7 @@ class ACTPolicyRuntime:
             raise CheckpointError(f"{path}: weights do not fit the stored model config: {e}") from None
         meta = {k: ck.get(k) for k in ("step", "layout_version", "image_size", "config", "path")}
         return cls(model, ck["norm_stats_obj"], ck["camera_names"], ck["joint_names"], ck["action_names"],
-                   dev, meta)
+                   dev, meta, backend=backend, checkpoint=path, threads=threads)
 
     # ------------------------------------------------------------------ inference
     def predict_chunk(self, images: Mapping[str, np.ndarray], qpos) -> np.ndarray:
@@ -103,8 +113,8 @@ class ACTPolicyRuntime:
             x = torch.stack([prepare_images(im.to(self.device), self.image_size, self.crop)
                              for im in ims], dim=1)
             qt = (torch.from_numpy(q).to(self.device) - self._q_mean) / self._q_std
-            a, _, _ = self.model(x, qt)
-            a = a.float() * self._a_std + self._a_mean
+            a = self._net(x, qt).to(self.device)
+            a = a * self._a_std + self._a_mean
             return a.cpu().numpy().astype(np.float32, copy=False)
 
     def _get(self, images: Mapping[str, np.ndarray], cam: str) -> np.ndarray:
@@ -122,4 +132,4 @@ class ACTPolicyRuntime:
     def __repr__(self) -> str:
         return (f"ACTPolicyRuntime(cameras={self.camera_names}, state_dim={self.state_dim}, "
                 f"action_dim={self.action_dim}, chunk_size={self.chunk_size}, image_size={self.image_size}, "
-                f"device={self.device})")
+                f"device={self.device}, backend={self.backend})")
