@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from act_training.bag_config import BagConfig, BagConfigError
-from act_training.bag_convert import BagError, convert_bags, main
+from act_training.bags.convert import BagError, convert_bags, main
+from act_training.bags.mapping import BagConfig, BagConfigError
 from bag_synth import JOINTS, T0, TS, a_of, base_config, q_of, write_bag
 from mirror_arm_sim.hdf5_layout import read_layout
 
@@ -293,7 +293,7 @@ def test_interrupt_mid_conversion_leaves_no_output(tmp_path, sig):
     cfg.write_text(yaml.safe_dump(base_config()))
     out = tmp_path / "out" / "demos.hdf5"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "act_training.bag_convert", *[str(bag)] * 20, "--config", str(cfg),
+        [sys.executable, "-m", "act_training.bags.convert", *[str(bag)] * 20, "--config", str(cfg),
          "--out", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 60

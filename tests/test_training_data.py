@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from act_training.config import ConfigError, get_preset, make_config
-from act_training.dataset import ACTDataset, Augment, make_datasets, split_episodes
-from act_training.normalize import NormStats, prepare_images
-from act_training.synthetic import write_synthetic_demos
+from act_training.data.dataset import ACTDataset, Augment, make_datasets, split_episodes
+from act_training.data.normalize import NormStats, prepare_images
+from act_training.data.synthetic import write_synthetic_demos
 from mirror_arm_sim.hdf5_layout import LayoutError
 
 

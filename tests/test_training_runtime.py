@@ -8,17 +8,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from act_training.checkpoint import (
+from act_training.config import get_preset
+from act_training.data.normalize import NormStats, prepare_images
+from act_training.model.act import ACT
+from act_training.runtime.policy import ACTPolicyRuntime
+from act_training.training.checkpoint import (
     CheckpointError,
     check_compatible,
     load_checkpoint,
     make_payload,
     save_checkpoint,
 )
-from act_training.config import get_preset
-from act_training.model import ACT
-from act_training.normalize import NormStats, prepare_images
-from act_training.policy import ACTPolicyRuntime
 
 torch.set_num_threads(1)
 JOINTS = [f"j{i}" for i in range(7)]

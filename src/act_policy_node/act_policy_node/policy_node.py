@@ -1,7 +1,7 @@
 """rclpy node running an ACT policy on an arm (or, through the mirror map, on its mirror).
 
 Thin ROS glue: decoding, joint ordering, safety and the inference worker live in the ROS-free
-modules `inputs`, `safety` and `engine`; the executors are `act_training.executors`.
+modules `inputs`, `safety` and `engine`; the executors are `act_training.runtime.executors`.
 Topics (relative, remap them): camera/<name>/image_raw (sensor_msgs/Image, sensor-data QoS),
 joint_states (sensor_msgs/JointState), commands (std_msgs/Float64MultiArray or
 trajectory_msgs/JointTrajectory), action_chunk (act_msgs/ActionChunk), status
@@ -96,7 +96,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 }
 
 
-class ConfigError(RuntimeError):
+class NodeConfigError(RuntimeError):
     """A parameter or checkpoint problem detected at start-up."""
 
 
@@ -133,37 +133,37 @@ class ACTPolicyNode(Node):
 
             mm = load_mirror_map(p["mirror_map"] or None)
             if mm.dim != self.A:
-                raise ConfigError(f"mirror map has {mm.dim} joints, the policy {self.A}")
+                raise NodeConfigError(f"mirror map has {mm.dim} joints, the policy {self.A}")
         self.view = PolicyView(self.cameras, rt.frame_size, mm)  # full frames; the runtime crops
         self.joint_names = p["joint_names"] or default_joint_names(self.arm, self.action_names)
         if len(self.joint_names) != self.A:
-            raise ConfigError(f"parameter joint_names has {len(self.joint_names)} names "
+            raise NodeConfigError(f"parameter joint_names has {len(self.joint_names)} names "
                               f"{self.joint_names}, the policy acts on {self.A} joints {self.action_names}")
         if int(getattr(rt, "state_dim", self.A)) != self.A:
-            raise ConfigError("the node needs state_dim == action_dim (qpos and action on the same joints)")
+            raise NodeConfigError("the node needs state_dim == action_dim (qpos, action: same joints)")
         self.selector = JointSelector(self.joint_names)
         topics = p["camera_topics"] or [f"camera/{c}/image_raw" for c in self.cameras]
         if len(topics) != len(self.cameras):
-            raise ConfigError(f"camera_topics has {len(topics)} entries, "
+            raise NodeConfigError(f"camera_topics has {len(topics)} entries, "
                               f"the policy uses cameras {self.cameras}")
         if p["execution"] not in ("chunked", "ensemble"):
-            raise ConfigError(f"execution must be 'chunked' or 'ensemble', got {p['execution']!r}")
+            raise NodeConfigError(f"execution must be 'chunked' or 'ensemble', got {p['execution']!r}")
         if p["command_type"] not in COMMAND_TYPES:
-            raise ConfigError(f"command_type must be one of {COMMAND_TYPES}, got {p['command_type']!r}")
+            raise NodeConfigError(f"command_type must be one of {COMMAND_TYPES}, got {p['command_type']!r}")
         if p["on_stale"] not in ("hold", "silent"):
-            raise ConfigError(f"on_stale must be 'hold' or 'silent', got {p['on_stale']!r}")
+            raise NodeConfigError(f"on_stale must be 'hold' or 'silent', got {p['on_stale']!r}")
         if p["control_rate"] <= 0:
-            raise ConfigError("control_rate must be > 0")
+            raise NodeConfigError("control_rate must be > 0")
         if p["prefetch_margin_ticks"] < 0:
-            raise ConfigError(f"prefetch_margin_ticks must be >= 0, got {p['prefetch_margin_ticks']}")
-        from act_training.executors import make_executor
+            raise NodeConfigError(f"prefetch_margin_ticks must be >= 0, got {p['prefetch_margin_ticks']}")
+        from act_training.runtime.executors import make_executor
 
         try:
             self.act_executor = make_executor(p["execution"], self.C, self.A,
                                               n_execute=p["n_execute"] or None,
                                               k=p["ensemble_k"], query_period=p["query_period"])
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise NodeConfigError(str(e)) from None
         # chunked on a timer: query `lookahead` ticks before the executed part runs out (docs/ros.md)
         self._prefetch = p["execution"] == "chunked" and bool(p["prefetch"]) and not p["lockstep"]
         self.prefetch = PrefetchPlanner(p["control_rate"], p["prefetch_margin_ticks"])
@@ -238,13 +238,13 @@ class ACTPolicyNode(Node):
 
     def _load_runtime(self, p: dict):
         if not p["checkpoint"]:
-            raise ConfigError("parameter 'checkpoint' is empty: pass the policy file (.pt)")
-        from act_training.policy import ACTPolicyRuntime
+            raise NodeConfigError("parameter 'checkpoint' is empty: pass the policy file (.pt)")
+        from act_training.runtime.policy import ACTPolicyRuntime
 
         try:
             return ACTPolicyRuntime.load(p["checkpoint"], device=p["device"])
         except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
-            raise ConfigError(f"cannot load checkpoint {p['checkpoint']}: {e}") from None
+            raise NodeConfigError(f"cannot load checkpoint {p['checkpoint']}: {e}") from None
 
     def _make_limiter(self, p: dict) -> CommandLimiter:
         src = p["joint_limits_source"]
@@ -254,14 +254,14 @@ class ACTPolicyNode(Node):
         elif src == "params":
             lo, hi = p["joint_lower_limits"], p["joint_upper_limits"]
             if len(lo) != self.A or len(hi) != self.A:
-                raise ConfigError(f"joint_lower_limits/joint_upper_limits need {self.A} values each, "
+                raise NodeConfigError(f"joint_lower_limits/joint_upper_limits need {self.A} values each, "
                                   f"got {len(lo)}/{len(hi)}")
         elif src != "none":
-            raise ConfigError(f"joint_limits_source must be cell, params or none, got {src!r}")
+            raise NodeConfigError(f"joint_limits_source must be cell, params or none, got {src!r}")
         try:
             return CommandLimiter(self.A, lo, hi, p["max_step"] if p["max_step"] > 0 else None)
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise NodeConfigError(str(e)) from None
 
     def _warn(self, text: str, error: bool = False, key: str | None = None) -> None:
         """Throttled per `key` (default: the text up to its first colon), so that different
@@ -539,7 +539,7 @@ def main(args=None) -> int:
         executor = MultiThreadedExecutor(num_threads=n) if n > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
-    except ConfigError as e:
+    except NodeConfigError as e:
         print(f"[act_policy_node] configuration error: {e}", file=sys.stderr, flush=True)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):

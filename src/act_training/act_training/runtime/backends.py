@@ -26,7 +26,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .model import ACT
+from act_training.model.act import ACT
 
 BACKENDS = ("torch", "jit", "onnx")
 
@@ -128,7 +128,7 @@ def make_backend(name: str, model: ACT, checkpoint=None, threads: int = 0,
     if name == "onnx":
         if device is not None and device.type != "cpu":
             raise ValueError(f"backend 'onnx' runs on the CPU here, not on device '{device}'")
-        from .export import cached_onnx
+        from act_training.runtime.export import cached_onnx
 
         return OnnxBackend(cached_onnx(model, checkpoint), threads=threads)
     raise ValueError(f"unknown inference backend '{name}': expected one of {', '.join(BACKENDS)}")

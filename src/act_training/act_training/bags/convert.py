@@ -29,9 +29,9 @@ import numpy as np
 from mirror_arm_sim.hdf5_layout import DemoWriter, EpisodeAppender
 from tqdm import tqdm
 
-from act_training.bag_config import BagConfig, BagConfigError, parse_override
+from act_training.bags.mapping import BagConfig, BagConfigError, parse_override
 
-log = logging.getLogger("act_training.bag_convert")
+log = logging.getLogger("act_training.bags.convert")
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"

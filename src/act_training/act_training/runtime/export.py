@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from .backends import InferenceGraph, example_inputs
-from .checkpoint import CheckpointError
-from .model import ACT
+from act_training.model.act import ACT
+from act_training.runtime.backends import InferenceGraph, example_inputs
+from act_training.training.checkpoint import CheckpointError
 
 OPSET = 17
 # bump when the exported graph changes (inputs, outputs, what is inside): invalidates caches
@@ -103,8 +103,8 @@ def cached_onnx(model: ACT, checkpoint: str | Path | None, opset: int = OPSET) -
 # ----------------------------------------------------------------------------- CLI
 def parity(checkpoint: str | Path, onnx_path: str | Path, batch: int = 4) -> float:
     """Largest |ONNX - eager torch| over random inputs, in real (de-normalised) units."""
-    from .backends import OnnxBackend, TorchBackend
-    from .policy import ACTPolicyRuntime
+    from act_training.runtime.backends import OnnxBackend, TorchBackend
+    from act_training.runtime.policy import ACTPolicyRuntime
 
     rt = ACTPolicyRuntime.load(checkpoint)
     images, qpos = example_inputs(rt.model, batch)
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    from .policy import ACTPolicyRuntime
+    from act_training.runtime.policy import ACTPolicyRuntime
 
     try:
         if a.opset < 17:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from mirror_arm_sim.stats import wilson_interval
 
-from act_training.executors import EXECUTOR_MODES, make_executor
+from act_training.runtime.executors import EXECUTOR_MODES, make_executor
 
 __all__ = ["EvalResult", "evaluate", "wilson_interval", "main"]
 
@@ -314,7 +314,7 @@ def evaluate(
 # CLI
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from act_training.backends import BACKENDS
+    from act_training.runtime.backends import BACKENDS
 
     p = argparse.ArgumentParser(
         prog="act_evaluate",
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torchvision  # noqa: F401  (before any MuJoCo EGL rendering: see transfer.py)
 
-    from act_training.policy import ACTPolicyRuntime
+    from act_training.runtime.policy import ACTPolicyRuntime
 
     runtime = ACTPolicyRuntime.load(args.checkpoint, device=args.device, backend=args.backend)
     res = evaluate(

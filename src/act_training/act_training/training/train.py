@@ -2,9 +2,9 @@
 
     act_train --data demos.hdf5 --preset cpu --out runs/x [--steps N] [--resume]
               [--set model.hidden_dim=128 --set train.lr=1e-4 ...]
-    torchrun --nproc_per_node=N -m act_training.train --data ... --out ...   # same flags
+    torchrun --nproc_per_node=N -m act_training.training.train --data ... --out ...   # same flags
 
-    from act_training.train import train
+    from act_training.training.train import train
     policy_path = train(cfg)            # -> <out>/policy.pt (or last.pt when train.stop_at hits)
 
 Writes into <out>:
@@ -37,11 +37,17 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .checkpoint import CheckpointError, check_compatible, load_checkpoint, make_payload, save_checkpoint
-from .config import PRESETS, Config, ConfigError, ModelConfig, apply_overrides, get_preset
-from .dataset import make_datasets
-from .model import ACT, act_loss, count_parameters
-from .normalize import NormStats, prepare_images
+from act_training.config import PRESETS, Config, ConfigError, ModelConfig, apply_overrides, get_preset
+from act_training.data.dataset import make_datasets
+from act_training.data.normalize import NormStats, prepare_images
+from act_training.model.act import ACT, act_loss, count_parameters
+from act_training.training.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    make_payload,
+    save_checkpoint,
+)
 
 CSV_COLUMNS = ["step", "split", "loss", "l1", "kl", "l1_prior", "lr", "grad_norm", "samples_per_s",
                "step_time_s", "data_wait_frac", "wall_time_s"]
@@ -214,7 +220,7 @@ def complete_model_config(mc: ModelConfig, cameras, state_dim: int, action_dim: 
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(model: ACT, dataset, cfg: Config, device, amp_dtype) -> dict:
+def validation_loss(model: ACT, dataset, cfg: Config, device, amp_dtype) -> dict:
     """Validation on a fixed, evenly spaced subset of held-out samples.
 
     loss / l1 / kl: the training objective (posterior z); l1_prior: L1 with z = 0, as at inference.
@@ -446,7 +452,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
             last_step = step == stop
             eval_now = (tc.eval_every and step % tc.eval_every == 0) or last_step
             if is_main and val_ds is not None and eval_now:
-                v = evaluate(model, val_ds, cfg, device, amp_dtype)
+                v = validation_loss(model, val_ds, cfg, device, amp_dtype)
                 metrics.log({"step": step, "split": "val", **v, "wall_time_s": time.perf_counter() - t_start})
                 if pbar is not None:
                     pbar.write(f"[act_train] step {step}: val loss {v['loss']:.4f} l1 {v['l1']:.4f} "
@@ -523,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["train", "main", "evaluate", "TrainingDiverged", "ResumableSampler"]
+__all__ = ["train", "main", "validation_loss", "TrainingDiverged", "ResumableSampler"]
 
 if __name__ == "__main__":
     sys.exit(main())

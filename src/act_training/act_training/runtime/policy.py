@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import make_backend
-from .checkpoint import CheckpointError, load_checkpoint
-from .model import ACT
-from .normalize import NormStats, prepare_images
+from act_training.data.normalize import NormStats, prepare_images
+from act_training.model.act import ACT
+from act_training.runtime.backends import make_backend
+from act_training.training.checkpoint import CheckpointError, load_checkpoint
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
