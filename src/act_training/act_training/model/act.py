@@ -210,6 +210,9 @@ class ACT(nn.Module):
             Backbone(cfg.backbone, cfg.backbone_norm, cfg.backbone_weights, cfg.backbone_layers)
             for _ in range(n_bb)
         )
+        # channels_last (NHWC) trunk: oneDNN's convolutions run without layout reorders (5 % of a
+        # cpu-preset training step here, docs/performance.md); state_dict values are unchanged
+        self.backbones.to(memory_format=torch.channels_last)
         self.input_proj = nn.Conv2d(self.backbones[0].num_channels, d, kernel_size=1)
         self.pos_2d = SinePositionEmbedding2d(d)
         self.register_buffer("img_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

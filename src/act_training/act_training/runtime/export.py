@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"act_export: max |onnx - torch| = {parity(a.checkpoint, out):.3g} (real units)",
                   file=sys.stderr)
     except (CheckpointError, ValueError, OSError) as e:
-        print(f"act_export: error: {e}", file=sys.stderr)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # torch's errors span lines
+        print(f"act_export: error: {first}", file=sys.stderr)
         return 2
     print(out)
     return 0
