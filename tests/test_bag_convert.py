@@ -205,7 +205,7 @@ def test_error_joint_name_not_present_lists_available(tmp_path):
     with pytest.raises(BagError) as e:
         convert_bags([bag], cfg_of(qpos=qpos), tmp_path / "o.h5", progress=False)
     msg = str(e.value)
-    assert "joint(s) ['finger'] not present" in msg and "available: ['waist'" in msg and "'extra'" in msg
+    assert "lacks joints ['finger']" in msg and "it has ['waist'" in msg and "'extra'" in msg
 
 
 def test_error_episode_shorter_than_chunk(tmp_path):

@@ -4,17 +4,20 @@
     runtime.camera_names, runtime.joint_names, runtime.action_names, runtime.chunk_size,
     runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W) network input
     runtime.frame_size  # (H, W) camera frames that need no resampling (image_size before the crop)
+    runtime.deployment  # the checkpoint's deployment defaults (executor, frame size, names)
     chunk = runtime.predict_chunk(images={"top": uint8 (H, W, 3)}, qpos=(state_dim,))
     # -> float32 (chunk_size, action_dim), raw (un-normalised) joint targets
     chunks = runtime.predict_chunk_batch(images={"top": uint8 (B, H, W, 3)}, qpos=(B, state_dim))
     # -> float32 (B, chunk_size, action_dim)
 
-Images of another size are resized (bilinear, antialiased) to the training size with the same
-function the trainer uses. Inference runs under torch.inference_mode with z = 0 (CVAE prior
-mean). `backend` picks how the network runs (act_training.backends: eager torch, a frozen
-TorchScript graph, or ONNX Runtime on a cached export); everything around the network call is
-the same code for all of them. Calls are serialised by a lock, so the runtime can be shared
-between a ROS timer and a worker thread; run it OFF the control-loop thread (see docs/architecture.md).
+Frames of any size go through `runtime.pipeline` (crop, then the one resize, then
+normalisation), the object the trainer's data path uses; the mirror is the caller's choice:
+`runtime.pipeline.with_mirror(map)` maps robot observations to the policy frame and back.
+Inference runs with z = 0 (CVAE prior mean); `backend` picks how the network runs
+(act_training.runtime.backends: eager torch, a frozen TorchScript graph, or ONNX Runtime on a
+cached export), everything around the network call is the same code for all of them. Calls are serialised
+by a lock, so the runtime can be shared between a ROS timer and a worker thread; run it OFF the
+control-loop thread (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from act_training.data.normalize import NormStats, prepare_images
+from act_training.data.normalize import NormStats
 from act_training.model.act import ACT
 from act_training.runtime.backends import make_backend
+from act_training.runtime.deployment import Deployment
+from act_training.runtime.pipeline import Pipeline
 from act_training.training.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -40,8 +45,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 class ACTPolicyRuntime:
     def __init__(self, model: ACT, stats: NormStats, camera_names, joint_names, action_names,
-                 device: torch.device, meta: dict | None = None, backend: str = "torch",
-                 checkpoint: str | Path | None = None, threads: int = 0):
+                 device: torch.device, meta: dict | None = None, deployment: Deployment | None = None,
+                 backend: str = "torch", checkpoint: str | Path | None = None, threads: int = 0):
         self.model = model.to(device).eval()
         # the network call: eager torch, a frozen graph or ONNX Runtime (act_training.backends)
         self.backend = backend
@@ -60,11 +65,11 @@ class ACTPolicyRuntime:
         # camera frames of this size need no resampling (render or resize to it)
         self.frame_size: tuple[int, int] = tuple(cfg.frame_size)
         self.meta = dict(meta or {})
+        # how the policy is run by default (stored in the checkpoint; see runtime.deployment)
+        self.deployment = deployment or Deployment(
+            frame_size=self.frame_size, camera_names=tuple(camera_names), joint_names=tuple(joint_names))
         self._lock = threading.Lock()
-        self._q_mean = torch.as_tensor(stats.qpos_mean, device=device)
-        self._q_std = torch.as_tensor(stats.qpos_std, device=device)
-        self._a_mean = torch.as_tensor(stats.action_mean, device=device)
-        self._a_std = torch.as_tensor(stats.action_std, device=device)
+        self.pipeline = Pipeline.from_model(cfg, stats, camera_names=self.camera_names)  # no mirror
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "torch",
@@ -80,7 +85,7 @@ class ACTPolicyRuntime:
             raise CheckpointError(f"{path}: weights do not fit the stored model config: {e}") from None
         meta = {k: ck.get(k) for k in ("step", "layout_version", "image_size", "config", "path")}
         return cls(model, ck["norm_stats_obj"], ck["camera_names"], ck["joint_names"], ck["action_names"],
-                   dev, meta, backend=backend, checkpoint=path, threads=threads)
+                   dev, meta, ck["deployment_obj"], backend=backend, checkpoint=path, threads=threads)
 
     # ------------------------------------------------------------------ inference
     def predict_chunk(self, images: Mapping[str, np.ndarray], qpos) -> np.ndarray:
@@ -110,11 +115,10 @@ class ACTPolicyRuntime:
             ims.append(torch.from_numpy(np.ascontiguousarray(im)))
         with self._lock, torch.inference_mode():
             # per camera (cameras may differ in size): uint8 (B, H, W, 3) -> float (B, 3, h, w)
-            x = torch.stack([prepare_images(im.to(self.device), self.image_size, self.crop)
-                             for im in ims], dim=1)
-            qt = (torch.from_numpy(q).to(self.device) - self._q_mean) / self._q_std
-            a = self._net(x, qt).to(self.device)
-            a = a * self._a_std + self._a_mean
+            x = torch.stack([self.pipeline.network_images(im.to(self.device)) for im in ims], dim=1)
+            qt = self.pipeline.network_qpos(torch.from_numpy(q).to(self.device))
+            a = self._net(x, qt).to(self.device)  # the backend: (B, chunk, A) normalised
+            a = self.pipeline.network_actions(a)
             return a.cpu().numpy().astype(np.float32, copy=False)
 
     def _get(self, images: Mapping[str, np.ndarray], cam: str) -> np.ndarray:
