@@ -33,7 +33,10 @@ def test_run_all_quick_writes_schema(tmp_path):
     out = tmp_path / "result.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--out", str(out),
            "--work", str(tmp_path / "work"), "--domain-id", os.environ["ROS_DOMAIN_ID"], "--note", "pytest"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # the peer area (LeRobot from its own venv) takes minutes even in --quick: skipped here, and its
+    # skip path is checked below; its real run is `make bench ARGS="--only lerobot"`
+    env = {**os.environ, "LEROBOT_PYTHON": str(tmp_path / "no-lerobot" / "python")}
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["schema"] == "act-bench/1"
@@ -41,10 +44,7 @@ def test_run_all_quick_writes_schema(tmp_path):
     assert res["machine"] and res["machine_info"]["cores"] >= 1
     assert len(res["load_avg_start"]) == 3 and "max" in res["load_avg_during"]
     assert list(res["areas"]) == ["sim", "training", "inference", "bags", "node", "lerobot"]
-    peer = res["areas"].pop("lerobot")  # the peer: only where LeRobot's venv exists
-    assert peer["status"] in ("ok", "skipped"), peer.get("error")
-    if peer["status"] == "ok":
-        assert any("ratio LeRobot/project" in m["name"] for m in peer["metrics"])
+    assert res["areas"].pop("lerobot")["status"] == "skipped"
     for area, r in res["areas"].items():
         assert r["status"] == "ok", (area, r.get("error"))
         assert r["metrics"], area
