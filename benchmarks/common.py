@@ -29,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = "act-bench/1"
-AREAS = ("sim", "training", "inference", "bags", "node")
+AREAS = ("sim", "training", "inference", "bags", "node", "lerobot")
 
 
 def summarize(samples: Sequence[float]) -> dict:

@@ -33,14 +33,18 @@ def test_run_all_quick_writes_schema(tmp_path):
     out = tmp_path / "result.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--out", str(out),
            "--work", str(tmp_path / "work"), "--domain-id", os.environ["ROS_DOMAIN_ID"], "--note", "pytest"]
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # the peer area (LeRobot from its own venv) takes minutes even in --quick: skipped here, and its
+    # skip path is checked below; its real run is `make bench ARGS="--only lerobot"`
+    env = {**os.environ, "LEROBOT_PYTHON": str(tmp_path / "no-lerobot" / "python")}
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["schema"] == "act-bench/1"
     assert res["quick"] is True and res["complete"] is True and res["note"] == "pytest"
     assert res["machine"] and res["machine_info"]["cores"] >= 1
     assert len(res["load_avg_start"]) == 3 and "max" in res["load_avg_during"]
-    assert list(res["areas"]) == ["sim", "training", "inference", "bags", "node"]
+    assert list(res["areas"]) == ["sim", "training", "inference", "bags", "node", "lerobot"]
+    assert res["areas"].pop("lerobot")["status"] == "skipped"
     for area, r in res["areas"].items():
         assert r["status"] == "ok", (area, r.get("error"))
         assert r["metrics"], area
@@ -65,3 +69,15 @@ def test_only_rejects_unknown_area(tmp_path):
     with pytest.raises(SystemExit, match="unknown area"):
         main(["--only", "sim,gpu", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_peer_area_says_skipped_without_lerobot(tmp_path):
+    out = tmp_path / "peer.json"
+    env = {**os.environ, "LEROBOT_PYTHON": str(tmp_path / "no-such-venv" / "bin" / "python")}
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--only", "lerobot", "--out",
+                        str(out), "--work", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    peer = json.loads(out.read_text())["areas"]["lerobot"]
+    assert peer["status"] == "skipped" and peer["reason"].startswith("lerobot not importable")
+    assert "| lerobot | skipped: lerobot not importable" in p.stdout

@@ -18,6 +18,7 @@ setup(
     install_requires=[
         "mirror_arm_sim", "numpy", "h5py", "pyyaml", "torch", "torchvision", "tqdm",
         "matplotlib", "rosbags", "opencv-python-headless", "imageio", "imageio-ffmpeg",
+        "onnxruntime", "onnx",
     ],
     zip_safe=True,
     maintainer="ACT mirror-transfer maintainers",
@@ -28,6 +29,7 @@ setup(
         "console_scripts": [
             "act_train = act_training.training.train:main",
             "act_evaluate = act_training.evaluation.rollouts:main",
+            "act_export = act_training.runtime.export:main",
             "act_transfer = act_training.experiments.transfer:main",
             "act_bag_to_hdf5 = act_training.bags.convert:main",
             "act_bag_record = act_training.bags.record:main",

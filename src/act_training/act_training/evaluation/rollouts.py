@@ -283,6 +283,8 @@ def evaluate(runtime, config: EvalConfig | None = None, mirror_map=None, **field
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """act_evaluate's arguments; executor and frame-size options default to the checkpoint's."""
+    from act_training.runtime.backends import BACKENDS
+
     p = argparse.ArgumentParser(
         prog="act_evaluate",
         description="Evaluate an ACT checkpoint on arm 0 or (mirrored) arm 1 of the MuJoCo cell. "
@@ -308,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-dir", default=None)
     p.add_argument("--n-videos", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="how the network runs: eager torch, jit (frozen TorchScript), onnx (ONNX Runtime)")
     p.add_argument("--json", default=None, help="write the per-trial result here (EvalResult.to_dict)")
     return p
 
@@ -321,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     from act_training.training.checkpoint import CheckpointError
 
     try:
-        runtime = ACTPolicyRuntime.load(args.checkpoint, device=args.device)
+        runtime = ACTPolicyRuntime.load(args.checkpoint, device=args.device, backend=args.backend)
         cfg = EvalConfig(
             arm=args.arm, n_trials=args.trials, mode=args.mode, mirror=not args.no_mirror, seed=args.seed,
             n_execute=args.n_execute, k=args.k, query_period=args.query_period, n_envs=args.n_envs,

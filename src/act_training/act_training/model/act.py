@@ -120,10 +120,16 @@ class EncoderLayer(nn.Module):
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
         self.pre_norm = pre_norm
 
-    def forward(self, x: Tensor, pos: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor, key_padding_mask: Tensor | None = None,
+                first_only: bool = False) -> Tensor:
+        """x (B, L, d) -> (B, L, d); first_only: only token 0's output (B, 1, d), attending to all
+        L tokens (the CVAE encoder's last layer: its CLS output is all that is read)."""
         h = self.norm1(x) if self.pre_norm else x
         qk = h + pos
-        h = self.attn(qk, qk, h, key_padding_mask=key_padding_mask, need_weights=False)[0]
+        q = qk[:, :1] if first_only else qk
+        if first_only:
+            x = x[:, :1]
+        h = self.attn(q, qk, h, key_padding_mask=key_padding_mask, need_weights=False)[0]
         x = x + self.drop1(h)
         if not self.pre_norm:
             x = self.norm1(x)
@@ -164,9 +170,13 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(d, heads, ff, dropout, pre_norm) for _ in range(n))
         self.norm = nn.LayerNorm(d) if pre_norm else nn.Identity()
 
-    def forward(self, x: Tensor, pos: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, pos, key_padding_mask)
+    def forward(self, x: Tensor, pos: Tensor, key_padding_mask: Tensor | None = None,
+                first_only: bool = False) -> Tensor:
+        """(B, L, d) -> (B, L, d), or (B, 1, d) with first_only: the last layer computes token 0
+        only (same values, without the work for outputs nobody reads)."""
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, pos, key_padding_mask, first_only=first_only and i == last)
         return self.norm(x)
 
 
@@ -200,6 +210,9 @@ class ACT(nn.Module):
             Backbone(cfg.backbone, cfg.backbone_norm, cfg.backbone_weights, cfg.backbone_layers)
             for _ in range(n_bb)
         )
+        # channels_last (NHWC) trunk: oneDNN's convolutions run without layout reorders (5 % of a
+        # cpu-preset training step here, docs/performance.md); state_dict values are unchanged
+        self.backbones.to(memory_format=torch.channels_last)
         self.input_proj = nn.Conv2d(self.backbones[0].num_channels, d, kernel_size=1)
         self.pos_2d = SinePositionEmbedding2d(d)
         self.register_buffer("img_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -244,7 +257,7 @@ class ACT(nn.Module):
         mask = None
         if action_is_pad is not None:
             mask = torch.cat([torch.zeros(B, 2, dtype=torch.bool, device=qpos.device), action_is_pad], 1)
-        h = self.vae_encoder(tokens, self.vae_pos.to(tokens.dtype), mask)[:, 0]
+        h = self.vae_encoder(tokens, self.vae_pos.to(tokens.dtype), mask, first_only=True)[:, 0]
         mu, logvar = self.vae_out(h).chunk(2, dim=-1)
         return mu, logvar
 

@@ -1,6 +1,6 @@
 """The policy runtime: load a checkpoint, predict action chunks in real units.
 
-    runtime = ACTPolicyRuntime.load("policy.pt", device="cpu")
+    runtime = ACTPolicyRuntime.load("policy.pt", device="cpu", backend="torch")  # | "onnx" | "jit"
     runtime.camera_names, runtime.joint_names, runtime.action_names, runtime.chunk_size,
     runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W) network input
     runtime.frame_size  # (H, W) camera frames that need no resampling (image_size before the crop)
@@ -13,7 +13,9 @@
 Frames of any size go through `runtime.pipeline` (crop, then the one resize, then
 normalisation), the object the trainer's data path uses; the mirror is the caller's choice:
 `runtime.pipeline.with_mirror(map)` maps robot observations to the policy frame and back.
-Inference runs under torch.inference_mode with z = 0 (CVAE prior mean). Calls are serialised
+Inference runs with z = 0 (CVAE prior mean); `backend` picks how the network runs
+(act_training.runtime.backends: eager torch, a frozen TorchScript graph, or ONNX Runtime on a
+cached export), everything around the network call is the same code for all of them. Calls are serialised
 by a lock, so the runtime can be shared between a ROS timer and a worker thread; run it OFF the
 control-loop thread (see docs/architecture.md).
 """
@@ -29,6 +31,7 @@ import torch
 
 from act_training.data.normalize import NormStats
 from act_training.model.act import ACT
+from act_training.runtime.backends import make_backend
 from act_training.runtime.deployment import Deployment
 from act_training.runtime.pipeline import Pipeline
 from act_training.training.checkpoint import CheckpointError, load_checkpoint
@@ -42,8 +45,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 class ACTPolicyRuntime:
     def __init__(self, model: ACT, stats: NormStats, camera_names, joint_names, action_names,
-                 device: torch.device, meta: dict | None = None, deployment: Deployment | None = None):
+                 device: torch.device, meta: dict | None = None, deployment: Deployment | None = None,
+                 backend: str = "torch", checkpoint: str | Path | None = None, threads: int = 0):
         self.model = model.to(device).eval()
+        # the network call: eager torch, a frozen graph or ONNX Runtime (act_training.backends)
+        self.backend = backend
+        self._net = make_backend(backend, self.model, checkpoint=checkpoint, threads=threads, device=device)
         self.stats = stats
         self.device = device
         self.camera_names: list[str] = list(camera_names)
@@ -65,7 +72,10 @@ class ACTPolicyRuntime:
         self.pipeline = Pipeline.from_model(cfg, stats, camera_names=self.camera_names)  # no mirror
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ACTPolicyRuntime:
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "torch",
+             threads: int = 0) -> ACTPolicyRuntime:
+        """Load a checkpoint; `backend` in act_training.backends.BACKENDS, `threads` its intra-op
+        threads (onnx; 0 = torch's current setting)."""
         dev = resolve_device(device)
         ck = load_checkpoint(path, map_location="cpu")
         model = ACT(ck["model_config_obj"])
@@ -75,7 +85,7 @@ class ACTPolicyRuntime:
             raise CheckpointError(f"{path}: weights do not fit the stored model config: {e}") from None
         meta = {k: ck.get(k) for k in ("step", "layout_version", "image_size", "config", "path")}
         return cls(model, ck["norm_stats_obj"], ck["camera_names"], ck["joint_names"], ck["action_names"],
-                   dev, meta, ck["deployment_obj"])
+                   dev, meta, ck["deployment_obj"], backend=backend, checkpoint=path, threads=threads)
 
     # ------------------------------------------------------------------ inference
     def predict_chunk(self, images: Mapping[str, np.ndarray], qpos) -> np.ndarray:
@@ -107,8 +117,8 @@ class ACTPolicyRuntime:
             # per camera (cameras may differ in size): uint8 (B, H, W, 3) -> float (B, 3, h, w)
             x = torch.stack([self.pipeline.network_images(im.to(self.device)) for im in ims], dim=1)
             qt = self.pipeline.network_qpos(torch.from_numpy(q).to(self.device))
-            a, _, _ = self.model(x, qt)
-            a = self.pipeline.network_actions(a.float())
+            a = self._net(x, qt).to(self.device)  # the backend: (B, chunk, A) normalised
+            a = self.pipeline.network_actions(a)
             return a.cpu().numpy().astype(np.float32, copy=False)
 
     def _get(self, images: Mapping[str, np.ndarray], cam: str) -> np.ndarray:
@@ -126,4 +136,4 @@ class ACTPolicyRuntime:
     def __repr__(self) -> str:
         return (f"ACTPolicyRuntime(cameras={self.camera_names}, state_dim={self.state_dim}, "
                 f"action_dim={self.action_dim}, chunk_size={self.chunk_size}, image_size={self.image_size}, "
-                f"device={self.device})")
+                f"device={self.device}, backend={self.backend})")

@@ -26,6 +26,7 @@ from act_training.data.dataset import make_datasets
 from act_training.data.synthetic import write_synthetic_demos
 from act_training.model.act import ACT, act_loss, count_parameters
 from act_training.runtime.pipeline import Pipeline
+from act_training.training.train import make_optimizer, resolve_amp
 
 
 def _median_time(fn, n: int, warmup: int = 1, clock=time.perf_counter) -> float:
@@ -48,9 +49,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
     mc = replace(cfg.model, camera_names=tuple(tr.cameras), state_dim=info.state_dim,
                  action_dim=info.action_dim, image_size=cfg.model.image_size or info.image_shape)
     model = ACT(mc)
-    bb = {id(p) for p in model.backbone_parameters()}
-    opt = torch.optim.AdamW([{"params": [p for p in model.parameters() if id(p) not in bb]},
-                             {"params": [p for p in model.parameters() if id(p) in bb]}], lr=1e-4)
+    opt = make_optimizer(model, cfg.train)  # the trainer's optimizer
     B = cfg.train.batch_size
     rng = np.random.default_rng(0)
     loader_idx = iter(rng.permutation(len(tr)).tolist() * 100)
@@ -60,7 +59,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
 
     t_data = _median_time(load_batch, 5)
     batch = load_batch()
-    dtype = torch.bfloat16 if amp == "bf16" else None
+    dtype = resolve_amp(amp, torch.device("cpu"))  # auto: bf16 where the CPU has it, as the trainer
 
     def step():
         im = Pipeline.from_model(mc).network_images(batch["images"])
@@ -122,7 +121,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m act_training.training.bench")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--amp", default="off", choices=["off", "bf16"])
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "auto"])
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--data")
     p.add_argument("--set", dest="overrides", action="append", default=[])

@@ -100,6 +100,20 @@ def precision_name(mode: str, device: torch.device | None = None) -> str:
     return "bf16" if resolve_amp(mode, device or torch.device("cpu")) is not None else "fp32"
 
 
+def make_optimizer(model: ACT, tc) -> torch.optim.AdamW:
+    """AdamW with two groups (transformer at train.lr, backbone at train.lr_backbone).
+
+    fused=True: one kernel over all parameters instead of a Python loop of ~10 ops per tensor
+    (CPU and CUDA; 3-4 % of a cpu-preset step here, docs/performance.md). Deterministic, so
+    resume stays bit-exact."""
+    backbone_ids = {id(p) for p in model.backbone_parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in backbone_ids], "lr": tc.lr},
+        {"params": [p for p in model.parameters() if id(p) in backbone_ids], "lr": tc.lr_backbone},
+    ]
+    return torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+
+
 def lr_lambda(cfg) -> callable:
     total, warm, floor = cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio
 
@@ -365,12 +379,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
     random.seed(tc.seed + rank)
 
     model = ACT(mc).to(device)
-    backbone_ids = {id(p) for p in model.backbone_parameters()}
-    groups = [
-        {"params": [p for p in model.parameters() if id(p) not in backbone_ids], "lr": tc.lr},
-        {"params": [p for p in model.parameters() if id(p) in backbone_ids], "lr": tc.lr_backbone},
-    ]
-    opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    opt = make_optimizer(model, tc)
     ema = WeightEMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     sampler = ResumableSampler(train_ds, num_replicas=world, rank=rank, seed=tc.seed)

@@ -1,0 +1,147 @@
+"""Inference backends: ONNX Runtime and the frozen TorchScript graph give eager PyTorch's chunks
+(random and trained weights, real units), the ONNX cache, act_export, act_evaluate --backend."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from act_training.config import make_config
+from act_training.data.synthetic import write_synthetic_demos
+from act_training.runtime.export import cache_path
+from act_training.runtime.export import main as export_main
+from act_training.runtime.policy import ACTPolicyRuntime
+from act_training.training.train import train
+from node_testlib import make_tiny_checkpoint
+
+pytest.importorskip("onnxruntime")
+torch.set_num_threads(1)
+TOL = 1e-4  # real units (rad), the issue's bar
+
+
+@pytest.fixture(scope="module")
+def random_ckpt(tmp_path_factory):
+    # action_std 2.0: a wide action scale, so that normalised differences are magnified in real units
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("rand") / "policy.pt", action_std=2.0)
+
+
+@pytest.fixture(scope="module")
+def trained_ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("trained")
+    demos = write_synthetic_demos(d / "demos.hdf5", num_demos=3, T=24, hw=(32, 32))
+    cfg = make_config("tiny", [f"data.path={demos}", f"train.out_dir={d / 'run'}", "train.steps=20",
+                               "train.eval_every=0", "train.ckpt_every=0", "train.log_every=10"])
+    return train(cfg)
+
+
+def observations(rt: ACTPolicyRuntime, batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    ims = {c: rng.integers(0, 256, (batch, *rt.frame_size, 3), dtype=np.uint8) for c in rt.camera_names}
+    q = (rt.stats.qpos_mean + rng.normal(0, 0.5, (batch, rt.state_dim))).astype(np.float32)
+    return ims, q
+
+
+@pytest.mark.parametrize("backend", ["onnx", "jit"])
+@pytest.mark.parametrize("which", ["random_ckpt", "trained_ckpt"])
+def test_backend_matches_eager_torch(backend, which, request):
+    ckpt = request.getfixturevalue(which)
+    ref = ACTPolicyRuntime.load(ckpt, backend="torch")
+    rt = ACTPolicyRuntime.load(ckpt, backend=backend)
+    assert rt.backend == backend
+    for batch in (1, 5):  # the exported graph's batch axis is dynamic
+        ims, q = observations(ref, batch, seed=batch)
+        want = ref.predict_chunk_batch(ims, q)
+        got = rt.predict_chunk_batch(ims, q)
+        assert got.shape == want.shape == (batch, ref.chunk_size, ref.action_dim)
+        assert got.dtype == np.float32
+        assert np.abs(got - want).max() <= TOL
+    one_ims, one_q = observations(ref, 1, seed=9)
+    np.testing.assert_allclose(rt.predict_chunk({c: v[0] for c, v in one_ims.items()}, one_q[0]),
+                               ref.predict_chunk({c: v[0] for c, v in one_ims.items()}, one_q[0]), atol=TOL)
+
+
+def test_onnx_cache_is_keyed_by_the_checkpoint(tmp_path):
+    ck = make_tiny_checkpoint(tmp_path / "policy.pt", seed=1)
+    ACTPolicyRuntime.load(ck, backend="onnx")
+    first = cache_path(ck)
+    assert first.is_file() and first.parent == ck.parent
+    mtime = first.stat().st_mtime_ns
+    ACTPolicyRuntime.load(ck, backend="onnx")  # reused, not exported again
+    assert first.stat().st_mtime_ns == mtime
+    make_tiny_checkpoint(ck, seed=2)  # retrained in place: the stale graph must not be run
+    rt = ACTPolicyRuntime.load(ck, backend="onnx")
+    second = cache_path(ck)
+    assert second != first and second.is_file() and not first.exists()
+    ims, q = observations(rt, 2)
+    want = ACTPolicyRuntime.load(ck).predict_chunk_batch(ims, q)
+    assert np.abs(rt.predict_chunk_batch(ims, q) - want).max() <= TOL
+
+
+def test_onnx_without_a_writable_directory_exports_in_memory(tmp_path):
+    ck = make_tiny_checkpoint(tmp_path / "ro" / "policy.pt")
+    os.chmod(ck.parent, 0o555)
+    try:
+        if os.access(ck.parent, os.W_OK):  # root ignores the mode bits
+            pytest.skip("running as root: directory permissions are not enforced")
+        rt = ACTPolicyRuntime.load(ck, backend="onnx")
+        assert not list(ck.parent.glob("*.onnx"))
+        ims, q = observations(rt, 1)
+        assert np.abs(rt.predict_chunk_batch(ims, q) - ACTPolicyRuntime.load(ck).predict_chunk_batch(ims, q)
+                      ).max() <= TOL
+    finally:
+        os.chmod(ck.parent, 0o755)
+
+
+def test_unknown_backend_is_a_clear_error(random_ckpt):
+    with pytest.raises(ValueError, match="unknown inference backend 'tensorrt'.*torch, jit, onnx"):
+        ACTPolicyRuntime.load(random_ckpt, backend="tensorrt")
+
+
+def test_act_export_cli(random_ckpt, tmp_path, capsys):
+    out = tmp_path / "exported.onnx"
+    assert export_main(["--checkpoint", str(random_ckpt), "--out", str(out), "--check"]) == 0
+    captured = capsys.readouterr()
+    assert out.is_file() and captured.out.strip() == str(out)
+    diff = float(captured.err.split("=")[1].split()[0])
+    assert diff <= TOL
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["images", "qpos"]
+    assert [o.name for o in sess.get_outputs()] == ["actions"]
+    assert sess.get_inputs()[0].shape[0] == "batch"  # dynamic batch axis
+    # default output: the runtime's cache next to the checkpoint
+    assert export_main(["--checkpoint", str(random_ckpt)]) == 0
+    assert capsys.readouterr().out.strip() == str(cache_path(random_ckpt))
+
+
+def test_act_export_bad_checkpoint_one_line_exit_2(tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert export_main(["--checkpoint", str(junk)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("act_export: error:") and "junk.pt" in err[0]
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+@pytest.mark.slow
+def test_act_evaluate_same_trials_with_both_backends(trained_ckpt, tmp_path):
+    """act_evaluate --backend onnx reproduces --backend torch seed by seed (successes, lengths and
+    the arm's final joint positions), on mirrored arm 1 in ensemble mode."""
+    from act_training.evaluation.rollouts import main as evaluate_main
+
+    results = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.json"
+        rc = evaluate_main(["--checkpoint", str(trained_ckpt), "--arm", "1", "--mode", "ensemble",
+                            "--trials", "3", "--seed", "7", "--max-steps", "25", "--n-envs", "2",
+                            "--backend", backend, "--json", str(out)])
+        assert rc == 0
+        results[backend] = json.loads(out.read_text())
+    t, o = results["torch"], results["onnx"]
+    assert t["seeds"] == o["seeds"] == [7, 8, 9]
+    assert t["successes"] == o["successes"] and t["lengths"] == o["lengths"]
+    np.testing.assert_allclose(np.asarray(o["final_qpos"]), np.asarray(t["final_qpos"]), atol=1e-3)
