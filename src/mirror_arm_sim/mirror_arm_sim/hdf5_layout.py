@@ -175,11 +175,24 @@ class DemoWriter:
         os.replace(self.tmp_path, self.path)
         return self.path
 
+    def drop_demos_from(self, n: int) -> None:
+        """Remove demo_n and later (committed or open): a producer's rollback, e.g. of a bag that
+        failed halfway. Later episodes are numbered from n again."""
+        if self._open_episode is not None:
+            self._open_episode.discard()
+        for i in range(int(n), self._n):
+            del self._f[f"demo_{i}"]
+        self._n = min(self._n, int(n))
+        self._f.attrs["num_demos"] = self._n
+
     def abort(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-        self.tmp_path.unlink(missing_ok=True)
+        """Close and remove the temporary file (also when closing fails, e.g. on a full disk)."""
+        try:
+            if self._f is not None:
+                f, self._f = self._f, None
+                f.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> DemoWriter:
         return self
