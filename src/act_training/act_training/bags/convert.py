@@ -293,7 +293,7 @@ class BagConverter:
             self.warn(f"{bag}: skipped {len(src.skipped)} connection(s) the mapping does not use whose type "
                       f"definitions cannot be parsed: {', '.join(src.skipped)}")
         stats = {"bag": str(bag), "episodes": 0, "steps": 0, "messages": 0, "dropped_episodes": 0,
-                 "bad_messages": 0, "corrupt_after": None}
+                 "bad_messages": 0, "corrupt_after": None, "max_pending": 0}
         try:
             self._check_topics(bag, src.topics)
             self._setup(bag, src)
@@ -311,8 +311,10 @@ class BagConverter:
                             bar.update(256)
                         for s in self._on_message(topic, rx, raw):
                             self._advance()
-                            if len(s.pending) > s.max_pending:
-                                self._too_many_pending(s)
+                            if len(s.pending) > stats["max_pending"]:
+                                stats["max_pending"] = len(s.pending)
+                                if len(s.pending) > s.max_pending:
+                                    self._too_many_pending(s)
                 except BagCorrupt as e:
                     stats["corrupt_after"] = n
                     self.warn(f"{bag}: storage unreadable after {n} messages ({e}): the episode ends at "
@@ -322,13 +324,17 @@ class BagConverter:
                 self._end_episode(final=True)
             finally:
                 bar.close()
-        finally:
-            if self.episode is not None:
-                self.episode.discard()
-                self.episode = None
-            for s in getattr(self, "streams", []):
-                s.clear()
-            src.close()
+        except OSError:
+            # A failed write (full disk): the writer is aborted as a whole, and closing the file
+            # first keeps the open episode's datasets from failing again in their destructors.
+            self._close(src)
+            raise
+        except BaseException:
+            self._discard()
+            self._close(src)
+            raise
+        self._discard()
+        self._close(src)
         for s in self.streams:
             if s.old_clock_dropped:
                 self.warn(f"{bag}: {s.topic}: {s.old_clock_dropped} message(s) stamped on the clock before "
@@ -339,6 +345,16 @@ class BagConverter:
         stats["dropped_episodes"] = self.n_dropped
         stats["bad_messages"] = sum(s.bad for s in self.streams)
         return stats
+
+    def _discard(self) -> None:
+        if self.episode is not None:
+            self.episode.discard()
+            self.episode = None
+
+    def _close(self, src: BagSource) -> None:
+        for s in getattr(self, "streams", []):
+            s.clear()
+        src.close()
 
     def _setup(self, bag: Path, src: BagSource) -> None:
         cfg = self.cfg
@@ -691,12 +707,16 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _write_error(out: Path, tmp: Path, e: OSError) -> BagError:
+class WriteError(BagError):
+    """Writing the output failed (full disk, size limit, I/O error); the temporary file is gone."""
+
+
+def _write_error(out: Path, tmp: Path, e: OSError) -> WriteError:
     full = e.errno in DISK_FULL or any(k in str(e) for k in ("No space left", "File too large",
                                                              "errno = 28", "errno = 27", "errno = 122"))
     what = "disk full (or file size limit reached)" if full else "write failed"
-    return BagError(f"{out}: {what} while writing {tmp.name}: {one_line(e, 160)}; the temporary file was "
-                    "removed and no output written")
+    return WriteError(f"{out}: {what} while writing {tmp.name}: {one_line(e, 160)}; the temporary file was "
+                      "removed and no output written")
 
 
 def convert_bags(
@@ -778,9 +798,11 @@ def convert_bags(
                 writer.abort()
             except Exception:  # noqa: BLE001 - closing a file on a full disk can fail too
                 pass
-            writer.tmp_path.unlink(missing_ok=True)
-        if isinstance(e, OSError) and writer is not None:
-            raise _write_error(out, writer.tmp_path, e) from None
+        # also when the interrupt landed while DemoWriter was creating the file
+        tmp = DemoWriter.temporary_path(out)
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # reading errors are BagError / BagCorrupt: this is the output
+            raise _write_error(out, tmp, e) from None
         raise
     finally:
         if pool is not None:
@@ -806,6 +828,15 @@ def _on_signal(signum, frame):
     # and so does convert_bags before it renames the output into place.
     _RECEIVED_SIGNALS.append(signum)
     raise Interrupted(signum)
+
+
+def _quiet_unraisable(u) -> None:
+    # After a failed write (full disk) h5py's object destructors fail to flush too and would print
+    # a traceback each; the one-line error says what happened.
+    if isinstance(u.exc_value, OSError):
+        log.debug("ignored while cleaning up: %s", one_line(u.exc_value, 200))
+        return
+    sys.__unraisablehook__(u)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -834,6 +865,7 @@ def main(argv: list[str] | None = None) -> int:
     # a process started in the background by a non-interactive shell inherits it as ignored.
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    sys.unraisablehook = _quiet_unraisable
     rep = None
     try:
         overrides = dict(parse_override(s) for s in args.set)
@@ -851,6 +883,12 @@ def main(argv: list[str] | None = None) -> int:
             raise Interrupted(_RECEIVED_SIGNALS[0])
     except (BagError, BagConfigError) as e:
         print(f"act_bag_to_hdf5: error: {one_line(e, 2000)}", file=sys.stderr)
+        if isinstance(e, WriteError):
+            # HDF5 still holds the file it could not close; its exit-time cleanup would try to
+            # flush it again (and can crash). The temporary file is already removed: leave now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
