@@ -69,13 +69,13 @@ def time_loader(cfg, n_batches: int) -> dict:
             times.append(now - t)
         t = now
     # image preparation on the training thread (uint8 -> float, resize to the model size)
-    from act_training.data.normalize import prepare_images
+    from act_training.runtime.pipeline import ResizeStep
 
     ims = batch["images"]
     prep = []
     for _ in range(3):
         t = time.perf_counter()
-        prepare_images(ims, cfg.model.image_size)
+        ResizeStep(cfg.model.image_size)(ims)
         prep.append(time.perf_counter() - t)
     train_ds.close()
     return {"batch_s": times, "prepare_images_s": min(prep), "image_shape": list(ims.shape),

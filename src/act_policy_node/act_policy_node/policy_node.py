@@ -1,7 +1,8 @@
 """rclpy node running an ACT policy on an arm (or, through the mirror map, on its mirror).
 
-Thin ROS glue: decoding, joint ordering, safety and the inference worker live in the ROS-free
-modules `inputs`, `safety` and `engine`; the executors are `act_training.runtime.executors`.
+Thin ROS glue: safety and the inference worker live in the ROS-free modules `safety` and
+`engine`; decoding, joint picking, the mirror / crop / resize pipeline and the executors are
+act_training's runtime (`sensors`, `pipeline`, `executors`), shared with the evaluator.
 Topics (relative, remap them): camera/<name>/image_raw (sensor_msgs/Image, sensor-data QoS),
 joint_states (sensor_msgs/JointState), commands (std_msgs/Float64MultiArray or
 trajectory_msgs/JointTrajectory), action_chunk (act_msgs/ActionChunk), status
@@ -19,6 +20,7 @@ from collections import deque
 
 import numpy as np
 import rclpy
+from act_training.runtime.sensors import InputError, JointSelector, decode_image, default_joint_names
 from builtin_interfaces.msg import Duration
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -33,14 +35,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from act_msgs.msg import ActionChunk, PolicyStatus
-from act_policy_node.engine import (
-    InferenceRequest,
-    InferenceResult,
-    InferenceWorker,
-    PolicyView,
-    PrefetchPlanner,
-)
-from act_policy_node.inputs import InputError, JointSelector, decode_image, default_joint_names, resize_image
+from act_policy_node.engine import InferenceRequest, InferenceResult, InferenceWorker, PrefetchPlanner
 from act_policy_node.safety import CommandLimiter, StalenessMonitor
 
 COMMAND_TYPES = ("float64_array", "joint_trajectory")
@@ -134,14 +129,16 @@ class ACTPolicyNode(Node):
             mm = load_mirror_map(p["mirror_map"] or None)
             if mm.dim != self.A:
                 raise NodeConfigError(f"mirror map has {mm.dim} joints, the policy {self.A}")
-        self.view = PolicyView(self.cameras, rt.frame_size, mm)  # full frames; the runtime crops
+        # robot <-> policy frame; frames of any size go to the runtime, whose pipeline crops and resizes
+        self.view = rt.pipeline.with_mirror(mm)
         self.joint_names = p["joint_names"] or default_joint_names(self.arm, self.action_names)
         if len(self.joint_names) != self.A:
             raise NodeConfigError(f"parameter joint_names has {len(self.joint_names)} names "
                               f"{self.joint_names}, the policy acts on {self.A} joints {self.action_names}")
         if int(getattr(rt, "state_dim", self.A)) != self.A:
             raise NodeConfigError("the node needs state_dim == action_dim (qpos, action: same joints)")
-        self.selector = JointSelector(self.joint_names)
+        self.selector = JointSelector(self.joint_names, what="joint_states",
+                                      hint="set the 'joint_names' parameter to the robot's names")
         topics = p["camera_topics"] or [f"camera/{c}/image_raw" for c in self.cameras]
         if len(topics) != len(self.cameras):
             raise NodeConfigError(f"camera_topics has {len(topics)} entries, "
@@ -215,7 +212,7 @@ class ACTPolicyNode(Node):
             self.create_timer(1.0 / p["status_rate"], self._publish_status, callback_group=self._cb_misc)
         timing = "lockstep" if p["lockstep"] else f"{p['control_rate']:.0f} Hz"
         self.get_logger().info(
-            f"ACT policy on arm {self.arm}{' (mirrored)' if self.view.mirrored else ''}: "
+            f"ACT policy on arm {self.arm}{' (mirrored)' if self.view.mirror.mirrored else ''}: "
             f"{p['execution']}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
             f"cameras={self.cameras} joints={self.joint_names} "
             f"{timing} limits={'on' if self.limiter.enabled else 'off'} enabled={self._enabled}")
@@ -285,7 +282,6 @@ class ACTPolicyNode(Node):
     def _on_image(self, camera: str, msg: Image) -> None:
         try:
             img = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-            img = resize_image(img, self.view.image_size)
         except (InputError, ValueError) as e:
             with self._lock:
                 self._rejected += 1
@@ -314,7 +310,7 @@ class ACTPolicyNode(Node):
     def _snapshot(self) -> InferenceRequest:
         """Current observation in policy space (call with the lock held, inputs present)."""
         images = {c: self._images[c][0] for c in self.cameras}
-        imgs, q = self.view.observation(images, self._qpos[0])
+        imgs, q = self.view.to_policy(images, self._qpos[0])
         t_obs = max(self.monitor.last(n) or 0.0 for n in self.input_names)
         return InferenceRequest(imgs, q, step=self.act_executor.step, generation=self._generation,
                                 stamp=t_obs, context={"stamp_ns": self._qpos[1]})
@@ -350,7 +346,7 @@ class ACTPolicyNode(Node):
         msg.header.frame_id = f"arm{self.arm}"
         msg.joint_names = list(self.joint_names)
         msg.chunk_length, msg.action_dim = self.C, self.A
-        msg.values = self.view.chunk(res.chunk).ravel().tolist()
+        msg.values = self.view.to_robot(res.chunk).astype(np.float64).ravel().tolist()
         msg.executing_step = int(self.act_executor.step)
         self._seq += 1
         msg.sequence = self._seq
@@ -421,7 +417,7 @@ class ACTPolicyNode(Node):
             elif self.p["on_stale"] == "hold":
                 self._publish_command(self._last_cmd)
             return
-        cmd = self.view.command(action)
+        cmd = self.view.to_robot(action).astype(np.float64)
         prev = self._last_cmd if self._last_cmd is not None else self._qpos[0]
         cmd, clamped = self.limiter.apply(cmd, prev)
         if clamped:

@@ -42,6 +42,7 @@ from tqdm import tqdm
 from act_training.bags.frames import COMPRESSED, IMAGE, BadMessage, FrameDecoder
 from act_training.bags.mapping import BagConfig, BagConfigError, parse_override
 from act_training.bags.reader import RECOVERY_HINT, BagCorrupt, BagError, BagSource, one_line, open_bag
+from act_training.runtime.sensors import InputError, JointSelector
 
 log = logging.getLogger("act_training.bags.convert")
 
@@ -108,25 +109,16 @@ class JointExtractor:
 
     def __init__(self, stream, msgtype: str, bag: Path):
         self.s, self.msgtype, self.bag = stream, msgtype, bag
-        self._index_cache: dict[tuple, np.ndarray] = {}
+        self._selector = JointSelector(stream.joints if stream.joints is not None else stream.names) \
+            if (stream.joints is not None or stream.names is not None) else None
         self.scale = np.asarray(stream.scale, np.float64) if stream.scale else None
         self.offset = np.asarray(stream.offset, np.float64) if stream.offset else None
 
     def _by_name(self, names, what: str) -> np.ndarray:
-        key = tuple(names)
-        idx = self._index_cache.get(key)
-        if idx is None:
-            s = self.s
-            wanted = s.joints if s.joints is not None else s.names
-            missing = [j for j in wanted if j not in key]
-            if missing:
-                raise BagError(
-                    f"{self.bag}: {s.key}: joint(s) {missing} not present in {what} on {s.topic} "
-                    f"(available: {list(key)})"
-                )
-            idx = np.array([key.index(j) for j in wanted], dtype=np.int64)
-            self._index_cache[key] = idx
-        return idx
+        try:
+            return self._selector.indices(names)
+        except InputError as e:
+            raise BagError(f"{self.bag}: {self.s.key}: {what} on {self.s.topic}: {e}") from None
 
     def __call__(self, msg) -> np.ndarray | None:
         s = self.s
@@ -866,6 +858,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     sys.unraisablehook = _quiet_unraisable
+    if args.jobs is None or args.jobs > 1:
+        import torch  # the pipeline's resize: one torch thread per frame worker, not 2 x jobs
+
+        torch.set_num_threads(1)
     rep = None
     try:
         overrides = dict(parse_override(s) for s in args.set)

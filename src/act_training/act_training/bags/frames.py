@@ -2,8 +2,10 @@
 
 `FrameDecoder(msgtype, topic, size_hw, deserialize)` turns the raw CDR bytes of one
 `sensor_msgs/Image` or `CompressedImage` message into an RGB uint8 (H, W, 3) frame at `size_hw`.
-It is called from worker threads (`--jobs`): cv2 and numpy's copies release the GIL, so frames
-decode and resize in parallel with the reading of the bag.
+It is called from worker threads (`--jobs`): cv2, torch and numpy's copies release the GIL, so
+frames decode and resize in parallel with the reading of the bag. Raw images are decoded with
+the project's one decoder (`runtime.sensors`) and resized with the pipeline's one resize
+(`runtime.pipeline.ResizeStep`).
 
 JPEGs whose frame is at least twice the stored size in both dimensions are decoded at 1/2, 1/4
 or 1/8 scale (libjpeg's DCT scaling, `cv2.IMREAD_REDUCED_COLOR_*`) and then resized: a fraction
@@ -17,10 +19,11 @@ import cv2
 import numpy as np
 
 from act_training.bags.reader import BagError
+from act_training.runtime.pipeline import ResizeStep
+from act_training.runtime.sensors import SUPPORTED_ENCODINGS, InputError, decode_image
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
-IMAGE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
@@ -30,12 +33,8 @@ class BadMessage(BagError):
 
 
 def resize_frame(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """The converter's resize (INTER_AREA down, linear up) to (H, W); uint8 contiguous."""
-    H, W = size_hw
-    if img.shape[:2] != (H, W):
-        interp = cv2.INTER_AREA if img.shape[0] > H else cv2.INTER_LINEAR
-        img = cv2.resize(np.ascontiguousarray(img), (W, H), interpolation=interp)
-    return np.ascontiguousarray(img, dtype=np.uint8)
+    """The pipeline's one resize (`runtime.pipeline.ResizeStep.uint8`) to (H, W); uint8."""
+    return ResizeStep(tuple(size_hw)).uint8(img)
 
 
 def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:
@@ -64,29 +63,16 @@ def jpeg_reduction(frame_hw: tuple[int, int], size_hw: tuple[int, int]) -> int:
 
 
 def image_to_rgb(msg, topic: str) -> np.ndarray:
-    """A deserialized sensor_msgs/Image -> RGB uint8 (h, w, 3) at the message's own size."""
-    enc = msg.encoding.lower()
-    if enc not in IMAGE_ENCODINGS:
-        raise BagError(
-            f"{topic}: unsupported image encoding '{msg.encoding}' (supported: {list(IMAGE_ENCODINGS)}"
-            " and CompressedImage jpeg/png)"
-        )
-    ch = 1 if enc == "mono8" else 4 if enc in ("rgba8", "bgra8") else 3
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    buf = np.asarray(msg.data, dtype=np.uint8)
-    if step < w * ch or buf.size < h * step:
-        raise BadMessage(f"{topic}: Image {w}x{h} {enc} step {step} has {buf.size} bytes, expected "
-                         f"{h * max(step, w * ch)}")
-    img = buf[: h * step].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    if enc == "mono8":
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    if enc == "bgr8":
-        return img[..., ::-1]
-    if enc == "rgba8":
-        return img[..., :3]
-    if enc == "bgra8":
-        return img[..., 2::-1]
-    return img
+    """A deserialized sensor_msgs/Image -> RGB uint8 (h, w, 3) with the project's one decoder
+    (`runtime.sensors.decode_image`). An encoding it does not know is a mapping error (every
+    message has it); a buffer too short for its size is one bad message."""
+    if str(msg.encoding).lower() not in SUPPORTED_ENCODINGS:
+        raise BagError(f"{topic}: unsupported image encoding '{msg.encoding}' (supported: "
+                       f"{sorted(SUPPORTED_ENCODINGS)} and CompressedImage jpeg/png)")
+    try:
+        return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+    except InputError as e:
+        raise BadMessage(f"{topic}: Image {msg.width}x{msg.height}: {e}") from None
 
 
 class FrameDecoder:

@@ -23,9 +23,9 @@ import torch
 
 from act_training.config import make_config
 from act_training.data.dataset import make_datasets
-from act_training.data.normalize import prepare_images
 from act_training.data.synthetic import write_synthetic_demos
 from act_training.model.act import ACT, act_loss, count_parameters
+from act_training.runtime.pipeline import Pipeline
 
 
 def _median_time(fn, n: int, warmup: int = 1, clock=time.perf_counter) -> float:
@@ -63,7 +63,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
     dtype = torch.bfloat16 if amp == "bf16" else None
 
     def step():
-        im = prepare_images(batch["images"], mc.image_size, mc.crop)
+        im = Pipeline.from_model(mc).network_images(batch["images"])
         ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
         with ctx:
             a, mu, lv = model(im, batch["qpos"], batch["actions"], batch["action_is_pad"])
@@ -82,7 +82,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
 
     def infer():
         with torch.inference_mode():
-            model(prepare_images(one, mc.image_size, mc.crop), q1)
+            model(Pipeline.from_model(mc).network_images(one), q1)
 
     t_inf = _median_time(infer, 20, warmup=3)
     return {

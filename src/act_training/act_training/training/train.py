@@ -39,8 +39,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from act_training.config import PRESETS, Config, ConfigError, ModelConfig, apply_overrides, get_preset
 from act_training.data.dataset import make_datasets
-from act_training.data.normalize import NormStats, prepare_images
+from act_training.data.normalize import NormStats
 from act_training.model.act import ACT, act_loss, count_parameters
+from act_training.runtime.pipeline import Pipeline
 from act_training.training.checkpoint import (
     CheckpointError,
     check_compatible,
@@ -241,7 +242,7 @@ def _evaluate(model, dataset, idx, cfg, device, amp_dtype, was_training) -> dict
     bs = cfg.train.batch_size
     for s in range(0, n, bs):
         batch = torch.utils.data.default_collate([dataset[int(i)] for i in idx[s:s + bs]])
-        b = _to_device(batch, device, model.cfg.image_size, model.cfg.crop)
+        b = _to_device(batch, device, model.cfg)
         with _autocast(device, amp_dtype):
             a, mu, lv = model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
             a0, _, _ = model(b["images"], b["qpos"])
@@ -259,10 +260,12 @@ def _autocast(device: torch.device, dtype):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def _to_device(batch: dict, device, image_size, crop=None) -> dict:
+def _to_device(batch: dict, device, model_cfg: ModelConfig) -> dict:
+    """A collated batch on `device`, images through the pipeline's crop + resize (the runtime's)."""
     nb = device.type == "cuda"
+    images = Pipeline.from_model(model_cfg).network_images(batch["images"].to(device, non_blocking=nb))
     return {
-        "images": prepare_images(batch["images"].to(device, non_blocking=nb), image_size, crop),
+        "images": images,
         "qpos": batch["qpos"].to(device, non_blocking=nb),
         "actions": batch["actions"].to(device, non_blocking=nb),
         "action_is_pad": batch["action_is_pad"].to(device, non_blocking=nb),
@@ -406,7 +409,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
                 batch = next(it)
             batches_in_epoch += 1
             t_data = time.perf_counter() - t0
-            b = _to_device(batch, device, mc.image_size, mc.crop)
+            b = _to_device(batch, device, mc)
             with _autocast(device, amp_dtype):
                 a, mu, lv = ddp_model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
             ls = act_loss(a, b["actions"], b["action_is_pad"], mu, lv, mc.kl_weight)
