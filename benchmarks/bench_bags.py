@@ -6,7 +6,8 @@ A thin wrapper around the bag engineer's `tests/bench_bag_convert.py` (its `bare
 JointState at 100 Hz, Float64MultiArray at 50 Hz; converted to 96x96 at 50 Hz). Conversion is
 timed as the whole `python -m act_training.bags.convert` process (what a user waits for); the
 cost of starting that process (imports) is measured separately so the steady rate can be
-read off too. The bare read is repeated 3 times (median, IQR).
+read off too. The converter runs with its default `--jobs` (the cores it may use: frames are
+decoded and resized in that many threads). The bare read is repeated 3 times (median, IQR).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def startup_cost() -> tuple[float, float]:
 
 def run(quick: bool, work: Path, domain_id: int) -> dict:
     import yaml
-    from act_training.bags.convert import bag_size_bytes
+    from act_training.bags.convert import bag_size_bytes, default_jobs
     from bag_synth import base_config, write_bag
     from bench_bag_convert import bare_read, convert_peak_rss
 
@@ -72,7 +73,7 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
                 metric(f"rosbags read+deserialize, {label}", "MB/s", de_rate, better="higher",
                        note=f"iterate only: {sorted(it_rate)[len(it_rate) // 2]:.0f} MB/s"),
                 metric(f"convert, {label}", "MB/s", value=conv, better="higher",
-                       note=f"{steady:.0f} MB/s without process start-up"),
+                       note=f"{steady:.0f} MB/s without process start-up, --jobs {default_jobs()}"),
                 metric(f"convert peak RSS, {label}", "MiB", value=rss),
                 metric(f"read/convert speed ratio, {label}", "x", value=de_med / conv,
                        note="bare rosbags read+deserialize MB/s / convert MB/s"),
@@ -83,7 +84,7 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
             shutil.rmtree(bag, ignore_errors=True)
             (d / "out.hdf5").unlink(missing_ok=True)
     details = {"bags": rows, "startup_s": t_start, "startup_rss_mib": rss_start,
-               "image_hw": list(spec["size_hw"]), "output_image_hw": [96, 96],
+               "image_hw": list(spec["size_hw"]), "output_image_hw": [96, 96], "jobs": default_jobs(),
                "wraps": "tests/bench_bag_convert.py (bare_read, convert_peak_rss)"}
     return {"metrics": metrics, "details": details}
 

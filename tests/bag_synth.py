@@ -41,16 +41,18 @@ def _header(ns: int, frame: str = ""):
     return TS.types["std_msgs/msg/Header"](stamp=_stamp(ns), frame_id=frame)
 
 
-def frame_image(k: int, h: int, w: int) -> np.ndarray:
+def frame_image(k: int, h: int, w: int, noise: bool = False) -> np.ndarray:
     img = np.zeros((h, w, 3), np.uint8)
     img[..., 0] = k % 256
     img[..., 1] = 7
     img[h // 2:, w // 2:, 2] = 200
+    if noise:  # the bottom-left quadrant does not compress (like camera noise)
+        img[h // 2:, : w // 2] = np.random.default_rng(k).integers(0, 256, (h - h // 2, w // 2, 3))
     return img
 
 
-def image_msg(k: int, ns: int, h: int, w: int, encoding: str = "rgb8"):
-    rgb = frame_image(k, h, w)
+def image_msg(k: int, ns: int, h: int, w: int, encoding: str = "rgb8", noise: bool = False):
+    rgb = frame_image(k, h, w, noise)
     if encoding == "bgr8":
         arr = rgb[..., ::-1]
     elif encoding == "mono8":
@@ -112,8 +114,21 @@ def write_bag(
     markers: list[float] = (),
     extra_topics: dict[str, object] | None = None,
     start_ns: int = T0,
+    stamp_shift: tuple[float, float] | None = None,
+    bad_frames: tuple[int, ...] = (),
+    extra_connections: list[dict] = (),
+    glitches: tuple[float, ...] = (),
+    noise: bool = False,
 ) -> Path:
-    """Write a rosbag2 directory (or a single .mcap file if path ends with .mcap)."""
+    """Write a rosbag2 directory (or a single .mcap file if path ends with .mcap).
+
+    stamp_shift (at_s, shift_s): header stamps of messages from at_s on are shifted by shift_s
+    (a clock step / sim reset; receive times go on). bad_frames: camera frame indices whose data
+    is cut short (a truncated JPEG/PNG, an Image buffer with half its bytes). extra_connections:
+    dicts {topic, msgtype, msgdef, messages: [(t_s, raw bytes)]} written as given (odd types).
+    glitches: receive times (s) of one extra joint-state message each, stamped 100 s back.
+    noise: raw camera frames get an incompressible quadrant.
+    """
     path = Path(path)
     single_mcap = path.suffix == ".mcap"
     bag_dir = path.with_suffix("") if single_mcap else path
@@ -128,22 +143,34 @@ def write_bag(
         n = int(duration_s * hz)
         return [k / hz for k in range(n)]
 
+    def hdr(t):  # header stamp (ns) of a message sampled at t
+        shift = stamp_shift[1] if stamp_shift and t >= stamp_shift[0] else 0.0
+        return start_ns + int(round((t + shift) * 1e9))
+
     for k, t in enumerate(times(cam_hz)):
         if in_gap(t):
             continue
         ns = start_ns + int(t * 1e9)
         if compressed:
-            events.append((ns + latency_ns, "/cam/top/compressed", "sensor_msgs/msg/CompressedImage",
-                           compressed_msg(k, ns, H, W, compressed)))
+            msg = compressed_msg(k, hdr(t), H, W, compressed)
+            if k in bad_frames:
+                msg.data = msg.data[: len(msg.data) // 3]
+            events.append((ns + latency_ns, "/cam/top/compressed", "sensor_msgs/msg/CompressedImage", msg))
         else:
-            events.append((ns + latency_ns, "/cam/top", "sensor_msgs/msg/Image",
-                           image_msg(k, ns, H, W, encoding)))
+            msg = image_msg(k, hdr(t), H, W, encoding, noise)
+            if k in bad_frames:
+                msg.data = msg.data[: len(msg.data) // 2]
+            events.append((ns + latency_ns, "/cam/top", "sensor_msgs/msg/Image", msg))
     for t in times(joint_hz):
         if in_gap(t):
             continue
         ns = start_ns + int(t * 1e9)
         events.append((ns + latency_ns // 3, "/follower/joint_states", "sensor_msgs/msg/JointState",
-                       joint_state_msg(ns, [*JOINTS, "extra"], [*q_of(t), 9.0])))
+                       joint_state_msg(hdr(t), [*JOINTS, "extra"], [*q_of(t), 9.0])))
+    for t in glitches:
+        ns = start_ns + int(t * 1e9)
+        events.append((ns + 1, "/follower/joint_states", "sensor_msgs/msg/JointState",
+                       joint_state_msg(ns - 100_000_000_000, [*JOINTS, "extra"], [*q_of(t - 100), 9.0])))
     for t in times(action_hz):
         if in_gap(t):
             continue
@@ -152,10 +179,10 @@ def write_bag(
             events.append((ns, "/commands", "std_msgs/msg/Float64MultiArray", float_array_msg(a_of(t))))
         elif action_kind == "leader":
             events.append((ns + latency_ns // 3, "/leader/joint_states", "sensor_msgs/msg/JointState",
-                           joint_state_msg(ns, [f"leader_{j}" for j in JOINTS], a_of(t))))
+                           joint_state_msg(hdr(t), [f"leader_{j}" for j in JOINTS], a_of(t))))
         else:
             events.append((ns, "/trajectory", "trajectory_msgs/msg/JointTrajectory",
-                           trajectory_msg(ns, list(reversed(JOINTS)), a_of(t)[::-1])))
+                           trajectory_msg(hdr(t), list(reversed(JOINTS)), a_of(t)[::-1])))
     for t in markers:
         events.append((start_ns + int(t * 1e9), "/episode", "std_msgs/msg/Empty",
                        TS.types["std_msgs/msg/Empty"]()))
@@ -169,8 +196,13 @@ def write_bag(
         for _, topic, mt, _ in events:
             if topic not in conns:
                 conns[topic] = w.add_connection(topic, mt, typestore=TS)
+        for c in extra_connections:
+            conns[c["topic"]] = w.add_connection(c["topic"], c["msgtype"], msgdef=c["msgdef"],
+                                             rihs01=c.get("rihs01", "RIHS01_" + "ab" * 32))
+            events += [(start_ns + int(t * 1e9), c["topic"], None, raw) for t, raw in c["messages"]]
+        events.sort(key=lambda e: e[0])
         for rx, topic, mt, msg in events:
-            w.write(conns[topic], rx, TS.serialize_cdr(msg, mt))
+            w.write(conns[topic], rx, msg if mt is None else TS.serialize_cdr(msg, mt))
     if single_mcap:
         f = bag_dir / f"{bag_dir.name}.mcap"
         f.rename(path)

@@ -17,7 +17,7 @@ setup(
     ],
     install_requires=[
         "mirror_arm_sim", "numpy", "h5py", "pyyaml", "torch", "torchvision", "tqdm",
-        "matplotlib", "rosbags", "opencv-python-headless", "imageio", "imageio-ffmpeg",
+        "matplotlib", "rosbags", "mcap", "opencv-python-headless", "imageio", "imageio-ffmpeg",
         "onnxruntime", "onnx",
     ],
     zip_safe=True,

@@ -83,7 +83,7 @@ class DemoWriter:
             raise ValueError("DemoWriter: at least one camera is required")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        self.tmp_path = self.temporary_path(self.path)
         self.camera_names = list(camera_names)
         self.joint_names = list(joint_names)
         self.action_names = list(action_names or joint_names)
@@ -103,6 +103,12 @@ class DemoWriter:
         a["source"] = source
         for k, v in (extra_attrs or {}).items():
             a[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+
+    @staticmethod
+    def temporary_path(path: str | Path) -> Path:
+        """Where this process writes `path` before renaming it into place."""
+        path = Path(path)
+        return path.with_name(f"{path.name}.tmp-{os.getpid()}")
 
     @property
     def num_demos(self) -> int:
@@ -175,11 +181,24 @@ class DemoWriter:
         os.replace(self.tmp_path, self.path)
         return self.path
 
+    def drop_demos_from(self, n: int) -> None:
+        """Remove demo_n and later (committed or open): a producer's rollback, e.g. of a bag that
+        failed halfway. Later episodes are numbered from n again."""
+        if self._open_episode is not None:
+            self._open_episode.discard()
+        for i in range(int(n), self._n):
+            del self._f[f"demo_{i}"]
+        self._n = min(self._n, int(n))
+        self._f.attrs["num_demos"] = self._n
+
     def abort(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
-        self.tmp_path.unlink(missing_ok=True)
+        """Close and remove the temporary file (also when closing fails, e.g. on a full disk)."""
+        try:
+            if self._f is not None:
+                f, self._f = self._f, None
+                f.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> DemoWriter:
         return self
@@ -205,6 +224,7 @@ class EpisodeAppender:
         self._flush_every = max(1, int(flush_every))
         self._buf: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
         self._g = None
+        self._ds: dict = {}
         self._written = 0
 
     @property
@@ -243,14 +263,20 @@ class EpisodeAppender:
         g = w._f.create_group(self.name)
         obs = g.create_group("observations")
         imgs = obs.create_group("images")
+        # The handles are kept for the episode: looking them up per write costs, and a write that
+        # fails (full disk) then raises here instead of in a handle's destructor.
+        self._ds = {}
         for k, cam in enumerate(w.camera_names):
             ds = imgs.create_dataset(cam, shape=(0, H, W, 3), maxshape=(None, H, W, 3), dtype=np.uint8,
                                      chunks=(1, H, W, 3), compression=w.compression)
+            self._ds[cam] = ds
             if k == 0:
                 obs["image"] = ds
         S, A = len(w.joint_names), len(w.action_names)
-        obs.create_dataset("qpos", shape=(0, S), maxshape=(None, S), dtype=np.float32, chunks=(256, S))
-        g.create_dataset("actions", shape=(0, A), maxshape=(None, A), dtype=np.float32, chunks=(256, A))
+        self._ds["qpos"] = obs.create_dataset("qpos", shape=(0, S), maxshape=(None, S), dtype=np.float32,
+                                              chunks=(256, S))
+        self._ds["actions"] = g.create_dataset("actions", shape=(0, A), maxshape=(None, A), dtype=np.float32,
+                                               chunks=(256, A))
         self._g = g
 
     def _flush(self) -> None:
@@ -258,13 +284,13 @@ class EpisodeAppender:
             return
         if self._g is None:
             self._create()
-        g, n, t0 = self._g, len(self._buf), self._written
+        n, t0 = len(self._buf), self._written
         for cam in self._w.camera_names:
-            ds = g["observations/images"][cam]
+            ds = self._ds[cam]
             ds.resize(t0 + n, axis=0)
             ds[t0:] = np.stack([b[0][cam] for b in self._buf])
-        for key, col in (("observations/qpos", 1), ("actions", 2)):
-            ds = g[key]
+        for key, col in (("qpos", 1), ("actions", 2)):
+            ds = self._ds[key]
             ds.resize(t0 + n, axis=0)
             ds[t0:] = np.stack([b[col] for b in self._buf])
         self._written += n
@@ -279,6 +305,9 @@ class EpisodeAppender:
         self._g.attrs["num_steps"] = self.num_steps
         for k, v in self._attrs.items():
             self._g.attrs[k] = v
+        for ds in self._ds.values():
+            ds.flush()  # a write that fails (full disk) raises here, not in a destructor
+        self._ds = {}
         w._n += 1
         w._f.attrs["num_demos"] = w._n
         w._open_episode = None

@@ -6,7 +6,8 @@ A validated dataclass, loaded from YAML (see config/bag_*.yaml and docs/bags.md)
     image_size: [96, 96]        # [H, W] stored in the HDF5 file
     time: header                # header | receive: which time stamps the streams are resampled on
     max_staleness_s: 0.1        # a held value older than this is a gap
-    on_gap: drop                # drop | split | error: what a gap does to its episode
+    on_gap: drop                # drop | split | error: what a gap (or a stamp jump) does to its episode
+    on_bad_message: error       # error | skip: an undecodable message (bad JPEG, short Image, bad CDR)
     cameras:                    # camera name -> topic (Image or CompressedImage), in order
       top: /camera/top/image_raw
     qpos:                       # sensor_msgs/JointState
@@ -36,6 +37,7 @@ TIME_SOURCES = ("header", "receive")
 GAP_POLICIES = ("drop", "split", "error")
 SPLIT_MODES = ("bag", "marker", "gap")
 SHORT_POLICIES = ("error", "drop")
+BAD_MESSAGE_POLICIES = ("error", "skip")
 
 
 class BagConfigError(ValueError):
@@ -142,7 +144,8 @@ class BagConfig:
     image_size: tuple[int, int] = (96, 96)  # (H, W)
     time: str = "header"
     max_staleness_s: float = 0.1
-    on_gap: str = "drop"
+    on_gap: str = "drop"  # also what a backward jump of header stamps does (docs/bags.md)
+    on_bad_message: str = "error"  # skip: count and warn, the stream holds its previous message
     latency_s: float = 0.5  # how late (receive time) a message may arrive after its header stamp
     episodes: EpisodeConfig = field(default_factory=EpisodeConfig)
     arm: int = 0
@@ -161,6 +164,7 @@ class BagConfig:
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         _choice("time", self.time, TIME_SOURCES)
         _choice("on_gap", self.on_gap, GAP_POLICIES)
+        _choice("on_bad_message", self.on_bad_message, BAD_MESSAGE_POLICIES)
         self.max_staleness_s = float(self.max_staleness_s)
         if self.max_staleness_s < 1.0 / self.control_hz:
             raise BagConfigError(
@@ -205,7 +209,7 @@ class BagConfig:
     def from_dict(cls, d: dict) -> BagConfig:
         d = dict(d or {})
         known = {"cameras", "qpos", "action", "control_hz", "image_size", "time", "max_staleness_s",
-                 "on_gap", "latency_s", "episodes", "arm"}
+                 "on_gap", "on_bad_message", "latency_s", "episodes", "arm"}
         if unknown := sorted(set(d) - known):
             raise BagConfigError(f"unknown key(s) {unknown}; known: {sorted(known)}")
         for req in ("cameras", "qpos", "action"):

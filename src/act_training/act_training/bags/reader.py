@@ -1,0 +1,272 @@
+"""Opening a rosbag2 recording for conversion: only the connections the mapping names.
+
+`open_bag(path, topics)` returns a `BagSource`: the bag's topics and types, a type store built
+from the definitions of the wanted connections only, and `messages()`, which yields
+(topic, receive time, raw CDR bytes) in receive-time order and raises `BagCorrupt` where the
+storage stops being readable (a corrupt page or chunk, a truncated file), after every message
+before that point.
+
+What real recordings hold and rosbags' own `AnyReader` refuses:
+- connections whose type definitions cannot be parsed (service event topics `*_Event`, which
+  rosbag2 stores as the raw `.srv` text; custom types with odd definitions): skipped when the
+  mapping does not use them, named in `BagSource.skipped`;
+- an mcap file without its summary and footer (a recording killed mid-write, a copy cut short):
+  read sequentially up to where it ends (`BagSource.recovered`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# rosbags raises several exception types for broken storage (its own, sqlite3, yaml, zstd, ...).
+RECOVERY_HINT = ("to recover the rest, rebuild the storage (mcap: `mcap recover IN.mcap -o OUT.mcap`; "
+                 "sqlite3: `sqlite3 IN.db3 .recover | sqlite3 OUT.db3`), then `ros2 bag reindex` the "
+                 "directory")
+
+
+class BagError(RuntimeError):
+    """A bag cannot be converted with this mapping; the message names the bag and the problem."""
+
+
+class BagCorrupt(Exception):
+    """The bag's storage is unreadable from this point on; every message before it was yielded."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(one_line(f"{type(cause).__name__}: {cause}"))
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse a (possibly multi-line) library message into one line of at most `limit` chars."""
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass
+class BagSource:
+    """An open bag: topics, a type store for the wanted connections, and their messages."""
+
+    path: Path
+    topics: dict[str, str]  # every topic in the bag -> its message type
+    typestore: object
+    skipped: list[str] = field(default_factory=list)  # "topic [type]" not parseable, not needed
+    recovered: bool = False  # an mcap without summary/footer, read sequentially
+    _reader: object = None
+    _conns: list = field(default_factory=list)
+    _files: list[Path] = field(default_factory=list)
+
+    def messages(self) -> Iterator[tuple[str, int, bytes]]:
+        """(topic, receive time ns, raw bytes) of the wanted connections; BagCorrupt at the end."""
+        if self.recovered:
+            yield from _scan_mcap_messages(self._files, {c.topic for c in self._conns})
+            return
+        it = self._reader.messages(connections=self._conns)
+        while True:
+            try:
+                conn, rx, raw = next(it)
+            except StopIteration:
+                return
+            except Exception as e:  # noqa: BLE001 - any storage failure ends the readable part
+                raise BagCorrupt(e) from None
+            yield conn.topic, rx, raw
+
+    def message_count(self, topics: list[str]) -> int | None:
+        """Messages on `topics` per the bag's index (None for a recovered mcap: not known)."""
+        if self.recovered:
+            return None
+        return sum(c.msgcount for c in self._conns if c.topic in topics)
+
+    def deserialize(self, raw, msgtype: str):
+        """CDR bytes -> message object (raises on bytes that do not match the type)."""
+        return self.typestore.deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+def _parse_definition(msgdef, msgtype: str) -> dict:
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg
+
+    if msgdef.format == MessageDefinitionFormat.MSG:
+        return get_types_from_msg(msgdef.data, msgtype)
+    sep = "=" * 80 + "\n"
+    typs: dict = {}
+    parts = msgdef.data.split(sep)[1:] if msgdef.data.startswith(f"{sep}IDL: ") else [None]
+    for part in parts:
+        typs.update(get_types_from_idl(msgdef.data if part is None else part.split("\n", 1)[1]))
+    return typs
+
+
+def _kilted_store():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+def _build_typestore(bag: Path, wanted, others) -> tuple[object, list[str], list[str]]:
+    """Type store from the wanted connections' definitions; (store, skipped others, warnings)."""
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import Stores, get_typestore
+
+    typs: dict = {}
+    notes: list[str] = []
+    kilted = None
+    for c in wanted:
+        if c.msgtype in typs:
+            continue
+        why = "the bag has no definition"
+        if c.msgdef.format != MessageDefinitionFormat.NONE and c.msgdef.data.strip():
+            try:
+                typs.update(_parse_definition(c.msgdef, c.msgtype))
+                continue
+            except Exception as e:  # noqa: BLE001 - rosbags' parser raises several types
+                why = f"its definition in the bag cannot be parsed ({one_line(e, 120)})"
+        kilted = kilted or _kilted_store()
+        if c.msgtype not in kilted.fielddefs:
+            raise BagError(f"{bag}: topic {c.topic}: unknown message type {c.msgtype}: {why}, and the "
+                           "ROS 2 Kilted type store has none; expected a parseable .msg/.idl definition")
+        notes.append(f"{bag}: topic {c.topic}: {why}; using the ROS 2 Kilted definition of {c.msgtype}")
+        typs.update({k: v for k, v in kilted.fielddefs.items() if k not in typs})
+    store = get_typestore(Stores.EMPTY)
+    try:
+        store.register(typs)
+    except Exception as e:  # noqa: BLE001
+        raise BagError(f"{bag}: the type definitions of {sorted({c.topic for c in wanted})} conflict: "
+                       f"{one_line(e, 160)}") from None
+    for c in wanted:
+        if c.digest and c.digest.startswith("RIHS01_") and store.hash_rihs01(c.msgtype) != c.digest:
+            raise BagError(f"{bag}: topic {c.topic}: the definition of {c.msgtype} does not match the hash "
+                           f"the bag records ({c.digest}); expected matching definitions")
+    skipped = []
+    for c in others:
+        try:
+            if c.msgdef.format != MessageDefinitionFormat.NONE:
+                _parse_definition(c.msgdef, c.msgtype)
+        except Exception:  # noqa: BLE001 - not used: only named
+            skipped.append(f"{c.topic} [{c.msgtype}]")
+    return store, skipped, notes
+
+
+def open_bag(path: Path, topics: list[str]) -> tuple[BagSource, list[str]]:
+    """Open a rosbag2 directory or single .mcap/.db3 file; (source, warnings). Raises BagError."""
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path}: bag not found")
+    if not (path.is_dir() or path.suffix in (".mcap", ".db3")):
+        raise BagError(f"{path}: not a rosbag2 directory or .mcap/.db3 file")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except BagError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        files = _mcap_files(path)
+        if files and _is_mcap_without_footer(files):
+            return _open_recovered(path, files, topics)
+        hint = ""
+        if path.is_dir() and not (path / "metadata.yaml").exists():
+            hint = " (no metadata.yaml: was the recording killed before it was closed? `ros2 bag reindex` it)"
+        why = one_line(f"{type(e).__name__}: {e}")
+        raise BagError(f"{path}: unreadable or corrupt bag: {why}{hint}") from None
+    try:
+        have = {}
+        for c in reader.connections:
+            have.setdefault(c.topic, c.msgtype)
+        wanted = [c for c in reader.connections if c.topic in topics]
+        others = [c for c in reader.connections if c.topic not in topics]
+        store, skipped, notes = _build_typestore(path, wanted, others)
+    except BaseException:
+        reader.close()
+        raise
+    src = BagSource(path, have, store, skipped, _reader=reader, _conns=wanted)
+    return src, notes
+
+
+# ----------------------------------------------------------------------------------------------
+# mcap without summary/footer: sequential scan (the `mcap` package's StreamReader)
+
+
+def _mcap_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path] if path.suffix == ".mcap" else []
+    return sorted(path.glob("*.mcap"))
+
+
+def _is_mcap_without_footer(files: list[Path]) -> bool:
+    magic = b"\x89MCAP0\r\n"
+    for f in files:
+        with open(f, "rb") as fh:
+            if fh.read(8) != magic:
+                return False
+            fh.seek(0, 2)
+            if fh.tell() < 16:
+                return True
+            fh.seek(-8, 2)
+            if fh.read(8) != magic:
+                return True
+    return False
+
+
+class _McapConn:
+    def __init__(self, topic: str, msgtype: str, msgdef, digest: str = ""):
+        self.topic, self.msgtype, self.msgdef, self.digest = topic, msgtype, msgdef, digest
+
+
+def _scan_mcap_records(files: list[Path]):
+    """Every record of the files in order; BagCorrupt where one stops being readable."""
+    from mcap.exceptions import McapError
+    from mcap.stream_reader import StreamReader
+
+    for f in files:
+        with open(f, "rb") as fh:
+            try:
+                yield from StreamReader(fh, validate_crcs=True).records
+            except (McapError, ValueError, OSError) as e:
+                raise BagCorrupt(e) from None
+
+
+def _open_recovered(path: Path, files: list[Path], topics: list[str]) -> tuple[BagSource, list[str]]:
+    from mcap.records import Channel, Schema
+    from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat
+
+    schemas, conns, end = {}, {}, None
+    try:
+        for rec in _scan_mcap_records(files):
+            if isinstance(rec, Schema):
+                schemas[rec.id] = rec
+            elif isinstance(rec, Channel) and rec.topic not in conns:
+                s = schemas.get(rec.schema_id)
+                fmt = MessageDefinitionFormat.IDL if s is not None and s.encoding == "ros2idl" else (
+                    MessageDefinitionFormat.MSG if s is not None and s.data else MessageDefinitionFormat.NONE)
+                msgdef = MessageDefinition(fmt, s.data.decode() if s is not None else "")
+                conns[rec.topic] = _McapConn(rec.topic, s.name if s is not None else "", msgdef)
+    except BagCorrupt as e:
+        end = str(e)
+    wanted = [c for c in conns.values() if c.topic in topics]
+    others = [c for c in conns.values() if c.topic not in topics]
+    store, skipped, notes = _build_typestore(path, wanted, others)
+    notes.insert(0, f"{path}: mcap storage without summary or footer (a recording cut short?): read "
+                 f"sequentially up to where it ends ({end or 'no damaged record found'}); {RECOVERY_HINT}")
+    src = BagSource(path, {t: c.msgtype for t, c in conns.items()}, store, skipped, recovered=True,
+                    _conns=wanted, _files=files)
+    return src, notes
+
+
+def _scan_mcap_messages(files: list[Path], topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+    from mcap.records import Channel, Message
+
+    chan_topic: dict[int, str] = {}
+    for rec in _scan_mcap_records(files):
+        if isinstance(rec, Message):
+            topic = chan_topic.get(rec.channel_id)
+            if topic in topics:
+                yield topic, rec.log_time, rec.data
+        elif isinstance(rec, Channel):
+            chan_topic[rec.id] = rec.topic
