@@ -2,12 +2,14 @@
 
     ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
         [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [sim:=mujoco|gazebo] \
-        [trials:=20] [seed:=1000]
+        [trials:=20] [seed:=1000] [mirror:=true|false] [variant:=exact]
 
 Starts the simulator bridge, the policy node (act_policy_node, params
 act_policy_node/config/sim_arm<arm>.yaml) and the evaluator (mirror_arm_ros_eval), which runs
 `trials` seeded episodes (seed + i) and prints the success rate; the launch shuts down when the
-evaluator exits.
+evaluator exits. mirror:=false runs the node on raw observations of either arm (a policy trained
+with data.mirror_augment, or the no-mirror control); variant:= picks an imperfect cell
+(mirror_arm_sim.cell.VARIANTS, MuJoCo bridge only).
 
 sim:=mujoco (default): the MuJoCo bridge in LOCKSTEP mode (simulated time advances one control
 step per command) and the node with lockstep:=true, so the figures equal `act_evaluate`'s on the
@@ -47,6 +49,9 @@ ARGUMENTS = [
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
     ("result_json", "", "write per-trial results here (empty: do not)", None),
+    ("mirror", "true", "arm 1 through the mirror map; false: raw observations/actions "
+                       "(a mirror-augmented policy on either arm)", ["true", "false"]),
+    ("variant", "exact", "cell variant of the MuJoCo bridge (mirror_arm_sim.cell.VARIANTS)", None),
 ]
 
 
@@ -66,14 +71,15 @@ def _nodes(context, *args, **kwargs):
             package="mirror_arm_sim", executable="mirror_arm_bridge", name="mirror_arm_bridge",
             output="screen", parameters=[bridge_yaml,
                         {"arm": arm, "image_size": size, "lockstep": True, "command_type": command_type,
-                         "max_episode_steps": int(arg("max_episode_steps"))}]))
+                         "max_episode_steps": int(arg("max_episode_steps")), "variant": arg("variant")}]))
     node_yaml = PathJoinSubstitution([FindPackageShare("act_policy_node"), "config", f"sim_arm{arm}.yaml"])
     actions.append(Node(
         package="act_policy_node", executable="act_policy_node", name="act_policy_node", output="screen",
         parameters=[node_yaml,
                     {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": mujoco,
                      "query_period": int(arg("query_period")), "n_execute": int(arg("n_execute")),
-                     "command_type": command_type, "use_sim_time": not mujoco}]))
+                     "command_type": command_type, "use_sim_time": not mujoco,
+                     "mirror": arg("mirror") == "true"}]))
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
     if arg("result_json"):
         eval_args += ["--json", arg("result_json")]

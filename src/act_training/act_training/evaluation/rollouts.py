@@ -329,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-videos", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", default=None, help="write the per-trial result here")
+    p.add_argument("--variant", default="exact",
+                   help="cell variant (mirror_arm_sim.cell.VARIANTS): arm 1 an imperfect mirror")
     return p
 
 
@@ -343,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime, arm=args.arm, n_trials=args.trials, mode=args.mode, mirror=not args.no_mirror,
         seed=args.seed, video_dir=args.video_dir, n_videos=args.n_videos, n_envs=args.n_envs,
         n_execute=args.n_execute, k=args.k, query_period=args.query_period, max_steps=args.max_steps,
+        env_kwargs={"variant": args.variant},
     )
     print(res.summary())
     if args.json:
