@@ -32,8 +32,8 @@ def test_dataset_serves_recorded_and_mirrored_copies(demo_file):
     assert torch.equal(s1["images"], torch.flip(s0["images"], dims=[2]))
     st = aug.stats
     np.testing.assert_allclose(st.normalize_qpos(mm.qpos(aug.qpos[e][t])), s1["qpos"].numpy(), atol=1e-5)
-    np.testing.assert_allclose(st.normalize_actions(mm.action(aug.actions[e][t:t + 4])), s1["actions"].numpy(),
-                               atol=1e-5)
+    want = st.normalize_actions(mm.action(aug.actions[e][t:t + 4]))
+    np.testing.assert_allclose(want, s1["actions"].numpy(), atol=1e-5)
     # the statistics cover both arms: a joint whose sign flips has its mean between the two
     both = np.concatenate([aug.qpos[k] for k in aug.episodes] + [mm.qpos(aug.qpos[k]) for k in aug.episodes])
     np.testing.assert_allclose(st.qpos_mean, both.mean(0), atol=1e-5)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 import pytest
-from mirror_arm_sim import ENV_ID
 from mirror_arm_sim.cell import VARIANTS, CellVariant, default_cell, mirror_vec
 from mirror_arm_sim.env import MirrorArmEnv
 from mirror_arm_sim.mujoco_model import build_mjcf
 from mirror_arm_sim.symmetry import SymmetryReport, check_static, main
+
+from mirror_arm_sim import ENV_ID
 
 
 def test_variants_change_only_their_defect():

@@ -335,7 +335,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
         mc = init["model_config_obj"]
         if mc.chunk_size != cfg.model.chunk_size:
             raise CheckpointError(f"{tc.init_from}: chunk_size {mc.chunk_size} != configured "
-                                  f"{cfg.model.chunk_size} (the data's chunks are cut at the configured size)")
+                                  f"{cfg.model.chunk_size} (the data's chunks are cut at that size)")
     cfg = replace(cfg, model=mc)
 
     torch.manual_seed(tc.seed + rank)
