@@ -56,12 +56,14 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "camera_topics": (Parameter.Type.STRING_ARRAY,
                       "Image topic per policy camera (checkpoint order). Default: camera/<name>/image_raw."),
     "control_rate": (50.0, "Control tick rate in Hz (timer mode)."),
-    "execution": ("ensemble", "Chunk execution: 'chunked' or 'ensemble' (ACT temporal ensembling)."),
-    "ensemble_k": (0.01, "Ensemble weight w_i = exp(-k*i), i = 0 the oldest prediction."),
-    "query_period": (1, "Ensemble: query the policy every N ticks."),
-    "n_execute": (0, "Chunked: actions executed per chunk (0 = the whole chunk). In timer mode with "
-                     "prefetch the next query starts `lookahead` ticks earlier, so 0 means: query "
-                     "after chunk - lookahead actions (at least 1)."),
+    "execution": ("", "Chunk execution: 'chunked' or 'ensemble' (ACT temporal ensembling); empty = the "
+                      "checkpoint's deployment default."),
+    "ensemble_k": (-1.0, "Ensemble weight w_i = exp(-k*i), i = 0 the oldest prediction; < 0 = the "
+                         "checkpoint's."),
+    "query_period": (0, "Ensemble: query the policy every N ticks; 0 = the checkpoint's."),
+    "n_execute": (-1, "Chunked: actions executed per chunk (0 = the whole chunk, -1 = the checkpoint's). "
+                      "In timer mode with prefetch the next query starts `lookahead` ticks earlier, so "
+                      "0 means: query after chunk - lookahead actions (at least 1)."),
     "prefetch": (True, "Chunked, timer mode: request the next chunk `lookahead` ticks before the executed "
                        "part of the current one runs out; the new chunk replaces the old one, aligned. "
                        "lookahead = ceil(EMA of the measured inference s x control_rate) + "
@@ -118,6 +120,7 @@ class ACTPolicyNode(Node):
         self.p = p
         self.runtime = runtime if runtime is not None else self._load_runtime(p)
         rt = self.runtime
+        p = self._apply_deployment_defaults(p, rt.deployment)
         self.C, self.A = int(rt.chunk_size), int(rt.action_dim)
         self.cameras = list(rt.camera_names)
         self.action_names = list(getattr(rt, "action_names", None) or rt.joint_names)
@@ -232,6 +235,23 @@ class ACTPolicyNode(Node):
             if isinstance(out[name], tuple | np.ndarray) or type(out[name]).__name__ == "array":
                 out[name] = list(out[name])
         return out
+
+    def _apply_deployment_defaults(self, p: dict, dep) -> dict:
+        """Executor parameters left at their 'from the checkpoint' value take the checkpoint's
+        deployment defaults; the resolved values are set back, so `ros2 param get` shows them."""
+        p = dict(p)
+        if not p["execution"]:
+            p["execution"] = dep.execution
+        if p["ensemble_k"] < 0:
+            p["ensemble_k"] = float(dep.k)
+        if p["query_period"] <= 0:
+            p["query_period"] = int(dep.query_period)
+        if p["n_execute"] < 0:
+            p["n_execute"] = int(dep.n_execute or 0)
+        self.set_parameters([Parameter(n, value=p[n])
+                             for n in ("execution", "ensemble_k", "query_period", "n_execute")])
+        self.p = p
+        return p
 
     def _load_runtime(self, p: dict):
         if not p["checkpoint"]:

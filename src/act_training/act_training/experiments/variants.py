@@ -37,7 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from act_training.evaluation.rollouts import EvalResult, evaluate
+from act_training.evaluation.results import EvalResult
+from act_training.evaluation.rollouts import evaluate
 from act_training.experiments.transfer import (
     Stages,
     _atomic_json,
@@ -179,13 +180,14 @@ def eval_rows(cfg: dict, variant: str, policies: dict, out: Path, image_size) ->
     e = cfg["eval"]
     stages = Stages(out)
     runtimes: dict[str, ACTPolicyRuntime] = {}
-    env_kwargs = {"image_size": tuple(image_size), "variant": variant}
+    env_kwargs = {"variant": variant}
     rows = []
     for row, policy, arm, mirror in ROWS:
         for mode in e["modes"]:
             ckpt, ckpt_key = policies[policy]
             name = f"eval:{policy}-arm{arm}-{mode}-{'mirror' if mirror else 'raw'}"
-            key = _key({"row": [policy, arm, mirror, mode], "eval": e, "env": env_kwargs, "ckpt": ckpt_key})
+            key = _key({"row": [policy, arm, mirror, mode], "eval": e, "env": env_kwargs,
+                        "image_size": list(image_size), "ckpt": ckpt_key})
             marker = stages.get(name, key)
             if marker and Path(marker["outputs"]["json"]).is_file():
                 res = EvalResult.from_dict(json.loads(Path(marker["outputs"]["json"]).read_text()))
@@ -196,7 +198,8 @@ def eval_rows(cfg: dict, variant: str, policies: dict, out: Path, image_size) ->
                 res = evaluate(runtimes[policy], arm=arm, n_trials=e["trials"], mode=mode, mirror=mirror,
                                seed=e["seed"], n_envs=e["n_envs"], n_execute=e.get("n_execute"), k=e["k"],
                                query_period=e["query_period"], max_steps=e.get("max_steps"),
-                               env_kwargs=env_kwargs, desc=f"{variant} {name}", progress=False)
+                               image_size=tuple(image_size), env_kwargs=env_kwargs, desc=f"{variant} {name}",
+                               progress=False)
                 path = out / "eval" / f"{policy}-{res.label}.json"
                 _atomic_json(path, res.to_dict())
                 stages.mark(name, key, {"json": str(path)}, time.perf_counter() - t0)
