@@ -24,7 +24,7 @@ MAX_STEPS = 40
 IMAGE = (32, 32)
 
 
-def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
+def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int, mirror: bool = True):
     """The in-process mirrored evaluation loop (as act_training.evaluation.rollouts, one env), recording the
     env actions: runtime -> executor -> mirror -> env."""
     from act_training.runtime.executors import make_executor
@@ -33,7 +33,7 @@ def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
     from mirror_arm_sim.mirror_map import load_mirror_map
 
     rt = ACTPolicyRuntime.load(ckpt)
-    mm = load_mirror_map() if arm == 1 else None
+    mm = load_mirror_map() if arm == 1 and mirror else None
     env = MirrorArmEnv(image_size=IMAGE, cameras=("top",), max_episode_steps=max_steps)
     out = []
     for seed in seeds:
@@ -60,8 +60,11 @@ def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
 
 @pytest.mark.slow
 @pytest.mark.ros
-@pytest.mark.parametrize("arm,mode", [(1, "ensemble"), (0, "chunked")])
-def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode):
+# mirror=False on arm 1: a policy for raw arm-1 observations (data.mirror_augment) run with the
+# launch file's mirror:=false; the node must then pass observations and actions through as is
+@pytest.mark.parametrize("arm,mode,mirror", [(1, "ensemble", True), (0, "chunked", True),
+                                             (1, "chunked", False)])
+def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode, mirror):
     # like the cpu transfer preset, the policy sees the left half of the frame (32x16 of 32x32):
     # the node must pass full frames (runtime.frame_size) and the runtime crop after the mirror
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", image_size=(IMAGE[0], IMAGE[1] // 2), chunk_size=8,
@@ -72,7 +75,7 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode)
                    name="bridge", log_dir=tmp_path,
                    ros_args=["--params-file", str(ROOT / "src/mirror_arm_sim/config/mujoco_bridge.yaml")])
     node = start("act_policy_node.policy_node",
-                 {"checkpoint": str(ckpt), "arm": arm, "execution": mode, "lockstep": True},
+                 {"checkpoint": str(ckpt), "arm": arm, "execution": mode, "lockstep": True, "mirror": mirror},
                  name="node", log_dir=tmp_path,
                  ros_args=["--params-file", str(ROOT / f"src/act_policy_node/config/sim_arm{arm}.yaml")])
     try:
@@ -96,7 +99,7 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode)
     from mirror_arm_sim.cell import default_cell
 
     limits = np.asarray(default_cell().arm_spec(arm).limits)
-    ref = reference_actions(ckpt, arm, mode, SEEDS, MAX_STEPS)
+    ref = reference_actions(ckpt, arm, mode, SEEDS, MAX_STEPS, mirror)
     for i, (actions, success) in enumerate(ref):
         got = cmds[offsets[i]:offsets[i + 1]]
         assert len(got) == len(actions) == ros["lengths"][i]
@@ -109,7 +112,8 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode)
     from act_training.evaluation.rollouts import evaluate
     from act_training.runtime.policy import ACTPolicyRuntime
 
-    res = evaluate(ACTPolicyRuntime.load(ckpt), arm=arm, n_trials=len(SEEDS), mode=mode, seed=SEEDS[0],
+    res = evaluate(ACTPolicyRuntime.load(ckpt), arm=arm, n_trials=len(SEEDS), mode=mode, mirror=mirror,
+                   seed=SEEDS[0],
                    n_envs=1, max_steps=MAX_STEPS, env_kwargs={"max_episode_steps": MAX_STEPS}, progress=False)
     assert res.successes == ros["successes"]
     assert res.lengths == ros["lengths"]

@@ -130,6 +130,12 @@ class DataConfig:
     shift_pixels: int = 4  # random shift (pad + crop) in pixels; 0 = off. No flips, ever.
     brightness: float = 0.1  # multiplicative brightness jitter, +-
     contrast: float = 0.1  # contrast jitter, +-
+    # Serve every demo twice: as recorded and through the mirror map (images flipped/swapped,
+    # qpos and actions through its joint map), so one policy drives either arm from raw
+    # observations (docs/transfer.md "Beyond the seed"). No arm indicator input: the images and
+    # the qpos signs already tell the arms apart. Needs a model.crop centred left-right.
+    mirror_augment: bool = False
+    mirror_map: str = ""  # mirror map YAML for mirror_augment; "" = the cell's
 
     def __post_init__(self):
         self.cameras = tuple(str(c) for c in self.cameras)
@@ -166,6 +172,10 @@ class TrainConfig:
     # exponential moving average of the weights, used for validation, policy.pt and deployment;
     # 0 = off. The decay ramps up as min(ema_decay, (1 + t) / (10 + t)) so early steps count less.
     ema_decay: float = 0.0
+    # A checkpoint whose weights (and model config) start this run, e.g. few-shot fine-tuning of
+    # an arm-0 policy on a few arm-1 demos; normalisation stats come from this run's data.
+    # "" = from scratch. --resume takes precedence (the run's own last.pt).
+    init_from: str = ""
 
     def __post_init__(self):
         _check(self.steps >= 1, "train.steps must be >= 1")
@@ -191,6 +201,13 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        crop = self.model.crop
+        # a mirrored frame shows the other arm's side: a crop must see both sides alike
+        _check(not self.data.mirror_augment or crop is None or abs(crop[1] + crop[3] / 2 - 0.5) < 1e-6,
+               f"data.mirror_augment needs model.crop centred left-right (left + width/2 = 0.5, or "
+               f"null), found {list(crop) if crop else crop}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

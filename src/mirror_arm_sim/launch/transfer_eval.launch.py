@@ -2,7 +2,7 @@
 
     ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
         [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [image_size:=H,W] \
-        [sim:=mujoco|gazebo] [trials:=20] [seed:=1000]
+        [sim:=mujoco|gazebo] [trials:=20] [seed:=1000] [mirror:=true|false] [variant:=exact]
 
 Executor settings and the camera frame size default to the checkpoint's deployment defaults
 (what `act_evaluate --checkpoint X` uses), so `checkpoint:=X` alone reproduces it seed for seed.
@@ -10,7 +10,9 @@ Executor settings and the camera frame size default to the checkpoint's deployme
 Starts the simulator bridge, the policy node (act_policy_node, params
 act_policy_node/config/sim_arm<arm>.yaml) and the evaluator (mirror_arm_ros_eval), which runs
 `trials` seeded episodes (seed + i) and prints the success rate; the launch shuts down when the
-evaluator exits.
+evaluator exits. mirror:=false runs the node on raw observations of either arm (a policy trained
+with data.mirror_augment, or the no-mirror control); variant:= picks an imperfect cell
+(mirror_arm_sim.cell.VARIANTS, MuJoCo bridge only).
 
 sim:=mujoco (default): the MuJoCo bridge in LOCKSTEP mode (simulated time advances one control
 step per command) and the node with lockstep:=true, so the figures equal `act_evaluate`'s on the
@@ -49,6 +51,9 @@ ARGUMENTS = [
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
     ("result_json", "", "write per-trial results here (empty: do not)", None),
+    ("mirror", "true", "arm 1 through the mirror map; false: raw observations/actions "
+                       "(a mirror-augmented policy on either arm)", ["true", "false"]),
+    ("variant", "exact", "cell variant of the MuJoCo bridge (mirror_arm_sim.cell.VARIANTS)", None),
 ]
 
 
@@ -78,7 +83,7 @@ def _nodes(context, *args, **kwargs):
             output="screen", parameters=[bridge_yaml,
                         {"arm": arm, "image_size": size, "cameras": list(deployment.camera_names),
                          "lockstep": True, "command_type": command_type,
-                         "max_episode_steps": int(arg("max_episode_steps"))}]))
+                         "max_episode_steps": int(arg("max_episode_steps")), "variant": arg("variant")}]))
     else:  # Gazebo + ros_gz_bridge + the adapter, rendering the same frame size
         gazebo = PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "launch", "gazebo_cell.launch.py"])
         actions.append(IncludeLaunchDescription(
@@ -91,7 +96,8 @@ def _nodes(context, *args, **kwargs):
         parameters=[node_yaml,
                     {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": mujoco,
                      "query_period": int(arg("query_period")), "n_execute": int(arg("n_execute")),
-                     "command_type": command_type, "use_sim_time": not mujoco}]))
+                     "command_type": command_type, "use_sim_time": not mujoco,
+                     "mirror": arg("mirror") == "true"}]))
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
     if arg("result_json"):
         eval_args += ["--json", arg("result_json")]

@@ -62,6 +62,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                               "seconds without a command (<= 0: never)."),
     "publish_clock": (True, "Publish sim time on /clock."),
     "auto_start": (False, "Start an episode (seed, arm) at start-up instead of waiting for ~/reset."),
+    "variant": ("exact", "Cell variant (mirror_arm_sim.cell.VARIANTS): arm 1 an imperfect mirror, "
+                         "e.g. base_offset_15mm, camera_offset_5mm, joint_zero_offset."),
 }
 
 
@@ -78,7 +80,7 @@ class MirrorArmBridge(Node):
         self.cameras = list(g("cameras"))
         size = list(g("image_size"))
         self.env = MirrorArmEnv(image_size=(int(size[0]), int(size[1])), cameras=tuple(self.cameras),
-                                max_episode_steps=int(g("max_episode_steps")))
+                                max_episode_steps=int(g("max_episode_steps")), variant=str(g("variant")))
         self.lockstep = bool(g("lockstep"))
         self.command_type = g("command_type")
         if self.command_type not in ("float64_array", "joint_trajectory"):

@@ -61,6 +61,9 @@ class JointSpec:
     armature: float = 0.05
     kp: float = 60.0            # position actuator gain (N m / rad or N / m)
     force_limit: float = 30.0   # actuator force/torque limit
+    # The joint reading at the link's described pose (MJCF `ref`): 0 for an exact arm; a
+    # non-zero value is a joint zero (encoder) offset, see `CellVariant`.
+    zero_offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,9 @@ class CellSpec:
     timestep: float = 0.002
     gravity: Vec3 = (0.0, 0.0, -9.81)
     light_pos: Vec3 = (0.0, 0.0, 1.5)  # on the mirror plane, pointing straight down
+    # How this cell departs from the exact mirror (`with_variant`): arm 1's parts are applied in
+    # `arm_spec(1)`, a camera offset is already in `cameras`.
+    variant: CellVariant = field(default_factory=lambda: CellVariant())
 
     @property
     def substeps(self) -> int:
@@ -217,7 +223,7 @@ class CellSpec:
         if k == 0:
             return self.arm
         if k == 1:
-            return mirror_arm(self.arm)
+            return self.variant.perturb_arm(mirror_arm(self.arm))
         raise ValueError(f"unknown arm index {k!r}: expected 0 or 1")
 
     def camera(self, name: str) -> CameraSpec:
@@ -229,6 +235,77 @@ class CellSpec:
     @property
     def camera_names(self) -> list[str]:
         return [c.name for c in self.cameras]
+
+    def with_variant(self, variant: CellVariant | str) -> CellSpec:
+        """This (exact) cell with `variant` applied: a `CellVariant` or a name in VARIANTS."""
+        variant = get_variant(variant) if isinstance(variant, str) else variant
+        if not self.variant.is_exact:
+            raise ValueError(f"cell already has variant {self.variant.name!r}; apply variants to "
+                             "the exact cell")
+        known = set(self.camera_names)
+        if variant.camera not in known:
+            raise ValueError(f"variant {variant.name!r}: unknown camera {variant.camera!r}; the cell "
+                             f"has {sorted(known)}")
+        cams = tuple(dataclasses.replace(c, pos=tuple(p + d for p, d in zip(c.pos, variant.camera_offset)))
+                     if c.name == variant.camera else c for c in self.cameras)
+        return dataclasses.replace(self, cameras=cams, variant=variant)
+
+
+# --- imperfect mirrors -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CellVariant:
+    """How a physical pair departs from the exact mirror: arm 1 (the reflection of arm 0) with
+    its base moved, its joints read with a zero offset, and/or one camera moved (world frame).
+
+    Applied to the one cell description with `CellSpec.with_variant`; the default is "exact".
+    """
+
+    name: str = "exact"
+    arm1_base_offset: Vec3 = (0.0, 0.0, 0.0)   # m, added to arm 1's base position (world)
+    # rad, per arm joint in ARM_JOINTS order without the gripper (6 values); empty = none. Arm 1
+    # then reads q + offset where the exact mirror would read q.
+    arm1_zero_offsets: tuple[float, ...] = ()
+    camera: str = "top"                        # the camera `camera_offset` moves
+    camera_offset: Vec3 = (0.0, 0.0, 0.0)      # m, added to its position (x = off the mirror plane)
+
+    def __post_init__(self):
+        if self.arm1_zero_offsets and len(self.arm1_zero_offsets) != NUM_ARM_JOINTS - 1:
+            raise ValueError(f"variant {self.name!r}: arm1_zero_offsets has "
+                             f"{len(self.arm1_zero_offsets)} values, expected {NUM_ARM_JOINTS - 1}")
+
+    @property
+    def is_exact(self) -> bool:
+        return (not any(self.arm1_base_offset) and not any(self.arm1_zero_offsets)
+                and not any(self.camera_offset))
+
+    def perturb_arm(self, arm1: ArmSpec) -> ArmSpec:
+        """Arm 1's description (the exact mirror) with this variant's base and zero offsets."""
+        base = tuple(p + d for p, d in zip(arm1.base_pos, self.arm1_base_offset))
+        links = arm1.links
+        if self.arm1_zero_offsets:
+            links = tuple(dataclasses.replace(lk, joint=dataclasses.replace(lk.joint, zero_offset=off))
+                          for lk, off in zip(links, self.arm1_zero_offsets))
+        return dataclasses.replace(arm1, base_pos=base, links=links)
+
+
+# The named variants (docs/sim.md "Imperfect mirrors"): each is one realistic defect of a
+# physical pair, sized like a careful but unmeasured installation.
+VARIANTS: dict[str, CellVariant] = {v.name: v for v in (
+    CellVariant("exact"),
+    # arm 1 bolted 15 mm off its mirror position, along y (parallel to the mirror plane)
+    CellVariant("base_offset_15mm", arm1_base_offset=(0.0, 0.015, 0.0)),
+    # the top camera 5 mm off the mirror plane (towards arm 1)
+    CellVariant("camera_offset_5mm", camera="top", camera_offset=(0.005, 0.0, 0.0)),
+    # arm 1's shoulder encoder zero 0.02 rad (1.1 deg) off: ~1 cm at the gripper
+    CellVariant("joint_zero_offset", arm1_zero_offsets=(0.0, 0.02, 0.0, 0.0, 0.0, 0.0)),
+)}
+
+
+def get_variant(name: str) -> CellVariant:
+    """The named variant (`VARIANTS`); a clear error naming the known ones otherwise."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown cell variant {name!r}; expected one of {sorted(VARIANTS)}")
+    return VARIANTS[name]
 
 
 # --- reflection ------------------------------------------------------------------------------
@@ -334,8 +411,9 @@ def _viperx_like_arm() -> ArmSpec:
                    gripper=gripper, home=home)
 
 
-def default_cell(wrist_cameras: bool = True) -> CellSpec:
-    """The embedded cell. `wrist_cameras=False` leaves only the top camera."""
+def default_cell(wrist_cameras: bool = True, variant: CellVariant | str = "exact") -> CellSpec:
+    """The embedded cell. `wrist_cameras=False` leaves only the top camera; `variant` makes
+    arm 1 an imperfect mirror (`VARIANTS`)."""
     cams = [
         # Above the mirror plane, behind the table's front edge, looking down and slightly
         # forward; image right = world +x, so the mirror is the horizontal image flip.
@@ -345,4 +423,4 @@ def default_cell(wrist_cameras: bool = True) -> CellSpec:
         # On the gripper link of each arm, looking along the tool with the fingers in view.
         cams.append(CameraSpec("wrist", pos=(0.0, 0.0, -0.06), xyaxes=(0, -1, 0, -0.34, 0, 0.94),
                                fovy=75.0, mount="wrist"))
-    return CellSpec(arm=_viperx_like_arm(), cameras=tuple(cams))
+    return CellSpec(arm=_viperx_like_arm(), cameras=tuple(cams)).with_variant(variant)

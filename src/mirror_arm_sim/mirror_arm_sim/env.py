@@ -20,6 +20,9 @@
   mirrored through x = 0 for arm 1, so seed s on arm 1 is the exact mirror of seed s on arm 0.
   `randomize=False` puts everything at the middle of the ranges and the arm at home.
   `options["cube"] = (x, y, yaw)` / `options["target"] = (x, y)` (world frame) override a pose.
+* `variant="base_offset_15mm"` (env kwarg, a name in `cell.VARIANTS`): arm 1 is an imperfect
+  mirror of arm 0 (base offset, camera off the plane, joint zero offset). Tasks are still the
+  exact mirror (they are world poses), so the only difference between the arms is the defect.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class MirrorArmEnv(gym.Env):
         cell: CellSpec | None = None,
         early_termination: bool = True,
         arm: int = 0,
+        variant: str | None = None,
     ):
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
@@ -78,7 +82,11 @@ class MirrorArmEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} not supported (only 'rgb_array')")
         self.render_mode = render_mode
-        self.cell = cell or default_cell()
+        if cell is not None and variant is not None:
+            raise ValueError("pass either cell= or variant= (apply the variant to the cell with "
+                             "cell.with_variant), not both")
+        # variant: a name in mirror_arm_sim.cell.VARIANTS; arm 1 an imperfect mirror of arm 0
+        self.cell = cell or default_cell(variant=variant or "exact")
         self.cameras = tuple(cameras)
         known = {c.name for c in self.cell.cameras}
         for c in self.cameras:

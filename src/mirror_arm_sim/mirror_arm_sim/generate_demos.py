@@ -49,13 +49,16 @@ def generate_demos(
     max_attempts: int | None = None,
     progress: bool = True,
     max_episode_steps: int = 300,
+    variant: str = "exact",
 ) -> DemoStats:
-    """Record `num_demos` successful expert episodes of `arm` to `out` (HDF5 seed layout)."""
+    """Record `num_demos` successful expert episodes of `arm` to `out` (HDF5 seed layout);
+    `variant` names the cell variant (`cell.VARIANTS`) the episodes run in."""
     if num_demos <= 0:
         raise ValueError(f"num_demos must be > 0, got {num_demos}")
     MirrorArmEnv._check_arm(arm)
     max_attempts = max_attempts or 2 * num_demos + 10
-    env = MirrorArmEnv(image_size=image_size, cameras=tuple(cameras), max_episode_steps=max_episode_steps)
+    env = MirrorArmEnv(image_size=image_size, cameras=tuple(cameras), max_episode_steps=max_episode_steps,
+                       variant=variant)
     expert = ScriptedExpert(env)
     t0 = time.perf_counter()
     failed: list[int] = []
@@ -68,6 +71,7 @@ def generate_demos(
         with DemoWriter(out, camera_names=list(cameras), joint_names=list(ARM_JOINTS),
                         control_hz=env.control_hz, arm=arm, source="mirror_arm_sim scripted expert",
                         extra_attrs={"seed": seed, "image_size": list(env.image_size),
+                                     "cell_variant": env.cell.variant.name,
                                      "env_id": "MirrorArmPickPlace-v0"}) as w:
             attempt = 0
             while w.num_demos < num_demos and attempt < max_attempts:
@@ -105,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-episode-steps", type=int, default=300)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--variant", default="exact", help="cell variant (mirror_arm_sim.cell.VARIANTS)")
     args = p.parse_args(argv)
     try:
         stats = generate_demos(args.out, args.num_demos, args.arm, args.image_size, args.cameras,
                                args.seed, progress=not args.no_progress,
-                               max_episode_steps=args.max_episode_steps)
+                               max_episode_steps=args.max_episode_steps, variant=args.variant)
     except KeyboardInterrupt:
         print("interrupted: no file written", file=sys.stderr)
         return 130

@@ -59,7 +59,8 @@ def _arm_xml(cell: CellSpec, k: int) -> tuple[str, list[str], list[str]]:
         j = lk.joint
         lines.append(f'<body name="{p}{lk.name}" pos="{_f(*lk.pos)}" gravcomp="1">')
         lines.append(f'<joint name="{p}{j.name}" type="{j.type}" axis="{_f(*j.axis)}" '
-                     f'range="{_f(*j.limit)}" damping="{_f(j.damping)}" armature="{_f(j.armature)}"/>')
+                     f'range="{_f(*j.limit)}" damping="{_f(j.damping)}" armature="{_f(j.armature)}" '
+                     f'ref="{_f(j.zero_offset)}"/>')
         lines.append(f'<inertial pos="{_f(*lk.com)}" mass="{_f(lk.mass)}" '
                      f'diaginertia="{_inertia(lk.mass)}"/>')
         for gi, g in enumerate(lk.geoms):

@@ -15,6 +15,12 @@ under physics and contact (expert on arm 0, mirrored actions on arm 1):
 
 A wrong sign in the map breaks `ee` and `images`; a camera off the mirror plane breaks `images`.
 Exit status 0 when every check passes, 1 otherwise.
+
+`--variant NAME [NAME ...]` (names in `cell.VARIANTS`, or `all`) runs the checks on imperfect
+mirrors (arm 1's base offset, a camera off the plane, a joint zero offset) and reports how far
+each is from a mirror: the worst end-effector mirror error (m) and, per camera, the worst
+fraction of off pixels. A variant is not a mirror, so its checks fail (exit status 1): the
+figures are the point.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cell import CellSpec, default_cell
+from .cell import VARIANTS, CellSpec, CellVariant, default_cell, get_variant
 from .env import MirrorArmEnv
 from .mirror_map import MirrorMap, load_mirror_map
 
@@ -50,9 +56,12 @@ OFF_LEVELS = 16  # a pixel is "off" when a channel differs by more than this (0.
 
 @dataclass
 class Check:
+    """One measured quantity against its tolerance; `metric` groups checks for `distance`."""
+
     name: str
     value: float
     tol: float
+    metric: str = ""  # "ee" (end-effector mirror error, m), "image_off[<camera>]", ...
 
     @property
     def ok(self) -> bool:
@@ -64,11 +73,21 @@ class Check:
 
 @dataclass
 class SymmetryReport:
+    """Every check of one run; `distance()` condenses them into how far from a mirror."""
+
     checks: list[Check]
 
     @property
     def ok(self) -> bool:
         return all(c.ok for c in self.checks)
+
+    def distance(self) -> dict[str, float]:
+        """metric -> worst value over the checks measuring it (static and rollout alike)."""
+        out: dict[str, float] = {}
+        for c in self.checks:
+            if c.metric:
+                out[c.metric] = max(out.get(c.metric, 0.0), c.value)
+        return out
 
     def __str__(self) -> str:
         lines = [str(c) for c in self.checks]
@@ -138,7 +157,7 @@ def check_static(cell: CellSpec | None = None, mirror_map: MirrorMap | None = No
     env_a.close()
     env_b.close()
     checks = [Check("static: mirror(q_arm1) vs q_arm0 [rad|m]", worst["joints"], TOL["static_joints"]),
-              Check("static: end-effector position [m]", worst["ee"], TOL["static_ee"]),
+              Check("static: end-effector position [m]", worst["ee"], TOL["static_ee"], "ee"),
               Check("static: end-effector frame", worst["ee_rot"], TOL["static_ee_rot"])]
     checks += _image_checks("static", worst, cameras)
     return checks
@@ -150,7 +169,7 @@ def _image_checks(prefix, worst, cameras) -> list[Check]:
         out.append(Check(f"{prefix}: image '{c}' mean |err| [0..255]", worst[f"image_mean[{c}]"],
                          TOL["image_mean"]))
         out.append(Check(f"{prefix}: image '{c}' pixels off > {OFF_LEVELS}", worst[f"image_off[{c}]"],
-                         TOL["image_off_fraction"]))
+                         TOL["image_off_fraction"], f"image_off[{c}]"))
     return out
 
 
@@ -184,7 +203,7 @@ def check_rollout(cell: CellSpec | None = None, mirror_map: MirrorMap | None = N
     env_a.close()
     env_b.close()
     checks = [Check("rollout: mirror(q_arm1) vs q_arm0 [rad|m]", worst["joints"], TOL["rollout_joints"]),
-              Check("rollout: end-effector position [m]", worst["ee"], TOL["rollout_ee"]),
+              Check("rollout: end-effector position [m]", worst["ee"], TOL["rollout_ee"], "ee"),
               Check("rollout: cube position [m]", worst["cube"], TOL["rollout_cube"]),
               Check("rollout: success agrees (0 = yes)", float(info_a["success"] != info_b["success"]), 0.0)]
     checks += _image_checks("rollout", worst, cameras)
@@ -201,10 +220,31 @@ def run_symmetry_check(cell: CellSpec | None = None, mirror_map: MirrorMap | Non
 
 def asymmetric_camera_cell(dx: float = 0.01, name: str = "top") -> CellSpec:
     """The default cell with camera `name` moved dx off the mirror plane (a deliberate fault)."""
-    cell = default_cell()
-    cams = tuple(dataclasses.replace(c, pos=(c.pos[0] + dx, c.pos[1], c.pos[2])) if c.name == name else c
-                 for c in cell.cameras)
-    return dataclasses.replace(cell, cameras=cams)
+    return default_cell().with_variant(
+        CellVariant(f"camera_offset_{dx * 1000:g}mm", camera=name, camera_offset=(dx, 0.0, 0.0)))
+
+
+def variant_names(names: list[str]) -> list[str]:
+    """Expand `all` to every name in VARIANTS (in their order); check the others exist."""
+    out: list[str] = []
+    for n in names:
+        for v in (list(VARIANTS) if n == "all" else [get_variant(n).name]):
+            if v not in out:
+                out.append(v)
+    return out
+
+
+def format_distances(rows: dict[str, SymmetryReport]) -> str:
+    """A plain-text table: variant, mirror verdict, end-effector error, off-pixel fraction per camera."""
+    cams = sorted({m for r in rows.values() for m in r.distance() if m.startswith("image_off")})
+    head = ["variant", "mirror?", "ee error [m]"] + [f"{m[len('image_off['):-1]} off-pixel fraction"
+                                                     for m in cams]
+    lines = [" | ".join(head)]
+    for name, r in rows.items():
+        d = r.distance()
+        lines.append(" | ".join([name, "yes" if r.ok else "no", f"{d.get('ee', float('nan')):.2e}"]
+                                + [f"{d.get(m, float('nan')):.2e}" for m in cams]))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,19 +259,38 @@ def main(argv: list[str] | None = None) -> int:
                    help="fault injection: flip the sign of joint J in the map (must then FAIL)")
     p.add_argument("--camera-offset", type=float, default=0.0, metavar="DX",
                    help="fault injection: move the top camera DX m off the mirror plane")
+    p.add_argument("--variant", nargs="+", default=["exact"], metavar="NAME",
+                   help=f"cell variants to check ({', '.join(VARIANTS)} or all); each reports its "
+                   "end-effector mirror error and off-pixel fraction")
     args = p.parse_args(argv)
+    try:
+        names = variant_names(args.variant)
+    except ValueError as e:
+        print(f"mirror_arm_symmetry_check: {e}", file=sys.stderr)
+        return 2
+    if args.camera_offset and names != ["exact"]:
+        print("mirror_arm_symmetry_check: --camera-offset applies to the exact cell only; use "
+              "--variant camera_offset_5mm", file=sys.stderr)
+        return 2
     mm = load_mirror_map(args.mirror_map)
     if args.flip_sign is not None:
         signs = list(mm.joint_signs)
         signs[args.flip_sign] *= -1
         mm = dataclasses.replace(mm, joint_signs=tuple(signs))
-    cell = asymmetric_camera_cell(args.camera_offset) if args.camera_offset else default_cell()
     size = (args.image_size, args.image_size)
-    report = SymmetryReport(check_static(cell, mm, args.states, args.seed, size, args.cameras))
-    if not args.no_rollout:
-        report.checks += check_rollout(cell, mm, args.seed, size, args.cameras)
-    print(report)
-    return 0 if report.ok else 1
+    reports: dict[str, SymmetryReport] = {}
+    for name in names:
+        cell = (asymmetric_camera_cell(args.camera_offset) if args.camera_offset
+                else default_cell(variant=name))
+        report = SymmetryReport(check_static(cell, mm, args.states, args.seed, size, args.cameras))
+        if not args.no_rollout:
+            report.checks += check_rollout(cell, mm, args.seed, size, args.cameras)
+        reports[cell.variant.name] = report
+        print(f"== variant {cell.variant.name}")
+        print(report)
+    print()
+    print(format_distances(reports))
+    return 0 if all(r.ok for r in reports.values()) else 1
 
 
 if __name__ == "__main__":

@@ -13,8 +13,14 @@ file, demo and key). qpos and actions (a few MB) are read into RAM once; images 
 are read one frame at a time (the layout stores one LZF-compressed frame per HDF5 chunk). Each
 process (DataLoader worker, DDP rank) opens its own h5py handle on first use; handles are not
 pickled. Augmentation (optional, training split only): a small random shift (edge-pad + crop)
-and brightness/contrast jitter. There is deliberately NO horizontal flip: flipping would hand
-the network the mirrored arm's observations and void the mirror-transfer experiment.
+and brightness/contrast jitter. There is deliberately NO random horizontal flip: flipping would
+hand the network the mirrored arm's observations and void the mirror-transfer experiment.
+
+Mirror augmentation (`data.mirror_augment`, off by default) is the opposite, deliberate choice:
+every sample is served twice, as recorded and as the mirror map makes it (images flipped and
+swapped as the map says, qpos and actions through its joint map), so one policy learns both
+arms from raw observations. Index entry (e, t, m): m = 1 is the mirrored copy of (e, t).
+Normalisation statistics then cover both copies.
 """
 
 from __future__ import annotations
@@ -82,7 +88,8 @@ def split_episodes(num_demos: int, val_fraction: float, seed: int = 0) -> tuple[
 class ACTDataset(Dataset):
     def __init__(self, path: str | Path, chunk_size: int, episodes: list[int] | None = None,
                  cameras: list[str] | None = None, stats: NormStats | None = None,
-                 augment: Augment | None = None, info: LayoutInfo | None = None, seed: int = 0):
+                 augment: Augment | None = None, info: LayoutInfo | None = None, seed: int = 0,
+                 mirror_map=None):
         self.path = Path(path)
         self.info = info if info is not None else read_layout(self.path)
         self.chunk_size = int(chunk_size)
@@ -93,8 +100,10 @@ class ACTDataset(Dataset):
         self.episodes = list(range(self.info.num_demos)) if episodes is None else list(episodes)
         self.augment = augment
         self.seed = seed
-        self.qpos: dict[int, np.ndarray] = {}
+        self.mirror_map = mirror_map  # mirror_arm_sim MirrorMap: also serve mirrored copies
+        self.qpos: dict[int, np.ndarray] = {}  # as recorded
         self.actions: dict[int, np.ndarray] = {}
+        self.mirrored: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # e -> (qpos, actions) mirrored
         with h5py.File(self.path, "r") as f:
             for e in self.episodes:
                 g = f[f"demo_{e}"]
@@ -103,9 +112,17 @@ class ACTDataset(Dataset):
                 for key, arr in (("observations/qpos", self.qpos[e]), ("actions", self.actions[e])):
                     if not np.all(np.isfinite(arr)):
                         raise LayoutError(f"{self.path}: demo_{e}/{key}: contains NaN/inf")
+        self.copies = (0, 1) if mirror_map is not None else (0,)
+        if mirror_map is not None:
+            if mirror_map.dim != self.info.state_dim or mirror_map.dim != self.info.action_dim:
+                raise LayoutError(f"{self.path}: mirror map has {mirror_map.dim} joints, the file's qpos "
+                                  f"{self.info.state_dim} and actions {self.info.action_dim}")
+            for e in self.episodes:
+                self.mirrored[e] = (mirror_map.qpos(self.qpos[e]), mirror_map.action(self.actions[e]))
         self.index = np.array(
-            [(e, t) for e in self.episodes for t in range(len(self.actions[e]))], dtype=np.int64
-        ).reshape(-1, 2)
+            [(e, t, m) for e in self.episodes for m in self.copies for t in range(len(self.actions[e]))],
+            dtype=np.int64,
+        ).reshape(-1, 3)
         self.stats = stats if stats is not None else self.compute_stats()
         self._h5: h5py.File | None = None
         self._pid: int | None = None
@@ -116,9 +133,13 @@ class ACTDataset(Dataset):
     def compute_stats(self, std_floor: float = 1e-2) -> NormStats:
         if not self.episodes:
             raise ValueError("cannot compute normalisation stats over zero episodes")
-        q = np.concatenate([self.qpos[e] for e in self.episodes])
-        a = np.concatenate([self.actions[e] for e in self.episodes])
+        q = np.concatenate([self._episode(e, m)[0] for e in self.episodes for m in self.copies])
+        a = np.concatenate([self._episode(e, m)[1] for e in self.episodes for m in self.copies])
         return NormStats.compute(q, a, std_floor)
+
+    def _episode(self, e: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """(qpos (T, D), actions (T, A)) of episode e, as recorded (m = 0) or mirrored (m = 1)."""
+        return self.mirrored[e] if m else (self.qpos[e], self.actions[e])
 
     # ------------------------------------------------------------------ lazy file access
     def _handle(self) -> h5py.File:
@@ -131,15 +152,24 @@ class ACTDataset(Dataset):
             self._rng = np.random.default_rng([self.seed, pid])
         return self._h5
 
-    def _frames(self, e: int, t: int) -> np.ndarray:
+    def _frames(self, e: int, t: int, mirrored: bool = False) -> np.ndarray:
         f = self._handle()
-        out = []
-        for c in self.cameras:
+        # a camera swap needs its partner's frame, so read every camera the map may ask for
+        names = self.cameras
+        if mirrored:
+            names = list(dict.fromkeys(self.cameras + [self.mirror_map.camera_name(c) for c in self.cameras]))
+        frames = {}
+        for c in names:
             ds = self._ds.get((e, c))
             if ds is None:
+                if image_key(c) not in f[f"demo_{e}"]:
+                    raise LayoutError(f"{self.path}: demo_{e}: the mirror map swaps in camera '{c}', "
+                                      "which the file does not have")
                 ds = self._ds[(e, c)] = f[f"demo_{e}"][image_key(c)]
-            out.append(ds[t])
-        return np.stack(out)
+            frames[c] = ds[t]
+        if mirrored:
+            frames = self.mirror_map.images(frames)
+        return np.stack([frames[c] for c in self.cameras])
 
     def __getstate__(self):
         s = self.__dict__.copy()
@@ -156,11 +186,11 @@ class ACTDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        e, t = (int(x) for x in self.index[i])
-        ims = self._frames(e, t)  # (N, H, W, 3) uint8
+        e, t, m = (int(x) for x in self.index[i])
+        ims = self._frames(e, t, mirrored=bool(m))  # (N, H, W, 3) uint8
         if self.augment is not None:
             ims = self.augment(ims, self._rng)
-        acts = self.actions[e]
+        qpos, acts = self._episode(e, m)
         C = self.chunk_size
         chunk = acts[t:t + C]
         n = len(chunk)
@@ -171,7 +201,7 @@ class ACTDataset(Dataset):
         st = self.stats
         return {
             "images": torch.from_numpy(np.ascontiguousarray(ims)),
-            "qpos": torch.from_numpy(st.normalize_qpos(self.qpos[e][t]).astype(np.float32)),
+            "qpos": torch.from_numpy(st.normalize_qpos(qpos[t]).astype(np.float32)),
             "actions": torch.from_numpy(st.normalize_actions(chunk).astype(np.float32)),
             "action_is_pad": torch.from_numpy(is_pad),
         }
@@ -185,7 +215,13 @@ def make_datasets(cfg: DataConfig, chunk_size: int, seed: int = 0) -> tuple[ACTD
     cams = select_cameras(info, cfg)
     train_eps, val_eps = split_episodes(info.num_demos, cfg.val_fraction, cfg.split_seed)
     aug = Augment(cfg.shift_pixels, cfg.brightness, cfg.contrast) if cfg.augment else None
-    train = ACTDataset(cfg.path, chunk_size, train_eps, cams, None, aug, info, seed)
+    mm = None
+    if cfg.mirror_augment:
+        from mirror_arm_sim.mirror_map import load_mirror_map
+
+        mm = load_mirror_map(cfg.mirror_map or None)
+    train = ACTDataset(cfg.path, chunk_size, train_eps, cams, None, aug, info, seed, mm)
     train.stats = train.compute_stats(cfg.std_floor)
-    val = ACTDataset(cfg.path, chunk_size, val_eps, cams, train.stats, None, info, seed) if val_eps else None
+    val = (ACTDataset(cfg.path, chunk_size, val_eps, cams, train.stats, None, info, seed, mm)
+           if val_eps else None)
     return train, val

@@ -313,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="how the network runs: eager torch, jit (frozen TorchScript), onnx (ONNX Runtime)")
     p.add_argument("--json", default=None, help="write the per-trial result here (EvalResult.to_dict)")
+    p.add_argument("--variant", default="exact",
+                   help="cell variant (mirror_arm_sim.cell.VARIANTS): arm 1 an imperfect mirror")
     return p
 
 
@@ -330,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             arm=args.arm, n_trials=args.trials, mode=args.mode, mirror=not args.no_mirror, seed=args.seed,
             n_execute=args.n_execute, k=args.k, query_period=args.query_period, n_envs=args.n_envs,
             max_steps=args.max_steps, image_size=tuple(args.image_size) if args.image_size else None,
-            video_dir=args.video_dir, n_videos=args.n_videos)
+            video_dir=args.video_dir, n_videos=args.n_videos, env_kwargs={"variant": args.variant})
     except (CheckpointError, ValueError) as e:
         print(f"act_evaluate: error: {e}", file=sys.stderr)
         return 2

@@ -372,6 +372,17 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
         mc = complete_model_config(cfg.model, train_ds.cameras, info.state_dim, info.action_dim,
                                    info.image_shape)
         stats = train_ds.stats
+    init = None
+    if ckpt is None and tc.init_from:
+        # fine-tuning: the network (architecture and weights) is the init checkpoint's; the
+        # statistics stay this data's (computed above), so inputs are normalised as they will be
+        # at deployment on the new arm
+        init = load_checkpoint(tc.init_from)
+        check_compatible(init, train_ds.cameras, info.state_dim, info.action_dim, f"data {info.path}")
+        mc = init["model_config_obj"]
+        if mc.chunk_size != cfg.model.chunk_size:
+            raise CheckpointError(f"{tc.init_from}: chunk_size {mc.chunk_size} != configured "
+                                  f"{cfg.model.chunk_size} (the data's chunks are cut at that size)")
     cfg = replace(cfg, model=mc)
 
     torch.manual_seed(tc.seed + rank)
@@ -384,6 +395,11 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     sampler = ResumableSampler(train_ds, num_replicas=world, rank=rank, seed=tc.seed)
     step, epoch, batches_in_epoch = 0, 0, 0
+    if init is not None:
+        model.load_state_dict(init["model_state"])
+        if is_main:
+            print(f"[act_train] weights from {tc.init_from} (step {init.get('step')})", file=sys.stderr)
+        del init
     if ckpt is not None:
         model.load_state_dict(ckpt["model_state"])
         ts = ckpt["train_state"]
@@ -549,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (train.device)")
     p.add_argument("--seed", type=int, help="train.seed")
     p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="start from this checkpoint's weights, e.g. few-shot fine-tuning (train.init_from)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set model.hidden_dim=128 (repeatable)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -559,7 +577,7 @@ def config_from_args(args) -> Config:
     cfg = get_preset(args.preset)
     flags = {"data.path": args.data, "train.out_dir": args.out, "train.steps": args.steps,
              "train.batch_size": args.batch_size, "train.lr": args.lr, "data.num_workers": args.num_workers,
-             "train.device": args.device, "train.seed": args.seed}
+             "train.device": args.device, "train.seed": args.seed, "train.init_from": args.init_from}
     cfg = apply_overrides(cfg, {k: v for k, v in flags.items() if v is not None})
     return apply_overrides(cfg, args.overrides) if args.overrides else cfg
 
