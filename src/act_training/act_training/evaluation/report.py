@@ -194,11 +194,31 @@ def write_report(
     has_loss = plot_loss(metrics, report_dir / "loss.png")
     plot_success(results, report_dir / "success.png")
     _atomic_write(report_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    line, best = verdict(results)
+    summary = _summary(results, rev, timings, extra)
+    _atomic_write(report_dir / "results.json", json.dumps(
+        {"summary": summary, "results": [r.to_dict() for r in results], "config": config}, indent=2))
 
+    md = _md_header(results, summary["verdict"])
+    md += _md_success(results)
+    md += _md_training(metrics, has_loss, metrics_path)
+    md += _md_videos(results, report_dir)
+    md += _md_failures(results)
+    md += _md_run(rev, timings, extra, config)
+    path = report_dir / "report.md"
+    _atomic_write(path, "\n".join(md))
+    return path
+
+
+def _best_arm0(results: list[EvalResult]) -> EvalResult | None:
     arm0 = [r for r in results if r.arm == 0]
-    best0 = max(arm0, key=lambda r: r.success_rate) if arm0 else None
-    summary = {
+    return max(arm0, key=lambda r: r.success_rate) if arm0 else None
+
+
+def _summary(results: list[EvalResult], rev: str, timings: dict, extra: dict) -> dict:
+    """results.json's summary: verdict, best rows, revision, timings and the caller's extras."""
+    line, best = verdict(results)
+    best0 = _best_arm0(results)
+    return {
         "verdict": line,
         "validated": bool(best and best.success_rate >= VERDICT_THRESHOLD),
         "best_arm0": best0.label if best0 else None,
@@ -207,56 +227,65 @@ def write_report(
         "timings_s": timings,
         **extra,
     }
-    _atomic_write(report_dir / "results.json", json.dumps(
-        {"summary": summary, "results": [r.to_dict() for r in results], "config": config}, indent=2))
 
+
+def _md_header(results: list[EvalResult], line: str) -> list[str]:
     md = ["# ACT mirror-transfer report", ""]
     md += ["Policy trained on demonstrations of **arm 0 only**; arm 1 is driven through the mirror map "
            "(policy sees mirror(observation), arm receives mirror(action)). The no-mirror control feeds "
            "arm 1's raw observations to the same policy.", ""]
     md += [f"**{line}**", ""]
+    best0, (_, best) = _best_arm0(results), verdict(results)
     if best0 is not None and best is not None:
         md += [f"Arm 0 (best executor, {best0.mode}): {best0.success_rate:.1%}; "
                f"arm 1 mirrored (best, {best.mode}): {best.success_rate:.1%}; "
                f"gap {100 * (best0.success_rate - best.success_rate):+.1f} points.", ""]
-    md += ["## Success", "",
-           "| arm | executor | mirror | success | rate | 95 % Wilson interval | trials | mean length |",
-           "|---|---|---|---|---|---|---|---|"]
+    return md
+
+
+def _md_success(results: list[EvalResult]) -> list[str]:
+    md = ["## Success", "",
+          "| arm | executor | mirror | success | rate | 95 % Wilson interval | trials | mean length |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in results:
         lo, hi = r.ci95
         mirror = "—" if r.arm == 0 else ("yes" if r.mirror else "no (control)")
         md.append(f"| {r.arm} | {r.mode} | {mirror} | {r.n_success}/{r.n_trials} | {r.success_rate:.1%} | "
                   f"{lo:.1%} – {hi:.1%} | {r.n_trials} | {np.mean(r.lengths or [0]):.0f} |")
-    md += ["", "![success](success.png)", ""]
-    md += ["## Training", ""]
-    if has_loss:
-        md += ["![training loss](loss.png)", ""]
-        for split in sorted({r.get("split", "") for r in metrics}):
-            last = [r for r in metrics if r.get("split", "") == split][-1]
-            md += [f"Last {split or 'logged'} metrics: " + ", ".join(
-                f"{k} = {v:.4g}" for k, v in last.items() if k != "split"), ""]
-    else:
-        md += ["(no training metrics found" + (f" at {metrics_path}" if metrics_path else "") + ")", ""]
-    md += ["## Videos", ""]
+    return md + ["", "![success](success.png)", ""]
+
+
+def _md_training(metrics: list[dict], has_loss: bool, metrics_path) -> list[str]:
+    md = ["## Training", ""]
+    if not has_loss:
+        return md + ["(no training metrics found" + (f" at {metrics_path}" if metrics_path else "") + ")", ""]
+    md += ["![training loss](loss.png)", ""]
+    for split in sorted({r.get("split", "") for r in metrics}):
+        last = [r for r in metrics if r.get("split", "") == split][-1]
+        md += [f"Last {split or 'logged'} metrics: " + ", ".join(
+            f"{k} = {v:.4g}" for k, v in last.items() if k != "split"), ""]
+    return md
+
+
+def _md_videos(results: list[EvalResult], report_dir: Path) -> list[str]:
+    md = ["## Videos", ""]
     vids = [(r, v) for r in results for v in r.videos]
-    if vids:
-        for r, v in vids:
-            rel = os.path.relpath(v, report_dir)
-            md.append(f"- {_row_name(r)}: [{Path(v).name}]({rel})")
-    else:
-        md.append("(no videos)")
-    md += ["", "## Failures (seeds)", ""]
+    for r, v in vids:
+        md.append(f"- {_row_name(r)}: [{Path(v).name}]({os.path.relpath(v, report_dir)})")
+    return md if vids else md + ["(no videos)"]
+
+
+def _md_failures(results: list[EvalResult]) -> list[str]:
+    md = ["", "## Failures (seeds)", ""]
     for r in results:
         failed = [s for s, ok in zip(r.seeds, r.successes) if not ok]
         md.append(f"- {_row_name(r)}: {', '.join(map(str, failed)) if failed else 'none'}")
-    md += ["", "## Run", ""]
-    md.append(f"- git revision: `{rev}`")
-    for k, v in timings.items():
-        md.append(f"- {k}: {v:.0f} s")
-    for k, v in extra.items():
-        md.append(f"- {k}: {v}")
+    return md
+
+
+def _md_run(rev: str, timings: dict, extra: dict, config: dict) -> list[str]:
+    md = ["", "## Run", "", f"- git revision: `{rev}`"]
+    md += [f"- {k}: {v:.0f} s" for k, v in timings.items()]
+    md += [f"- {k}: {v}" for k, v in extra.items()]
     md += ["- configuration: [config.yaml](config.yaml); per-trial data: [results.json](results.json)", ""]
-    md += ["```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]
-    path = report_dir / "report.md"
-    _atomic_write(path, "\n".join(md))
-    return path
+    return md + ["```yaml", yaml.safe_dump(config, sort_keys=False).rstrip(), "```", ""]

@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -36,40 +37,134 @@ import yaml
 from act_training.evaluation.results import EvalResult
 from act_training.evaluation.rollouts import EvalConfig, evaluate
 
+
 # --------------------------------------------------------------------------------------------
 # Presets
 # --------------------------------------------------------------------------------------------
-# demos: passed to the sim's demo generator; train: overrides of act_training's training
-# config (a preset name plus field overrides); eval: the evaluation matrix.
-TRANSFER_PRESETS: dict[str, dict] = {
+@dataclass(frozen=True)
+class DemosSpec:
+    """Expert demonstrations on arm 0 (mirror_arm_sim.generate_demos).
+
+    Args:
+        num_demos: successful episodes to record.
+        seed: seed of the first episode.
+        image_size: rendered camera frames [H, W] in px.
+        cameras: cell cameras to record.
+    """
+
+    num_demos: int
+    seed: int = 0
+    image_size: list[int] = field(default_factory=lambda: [96, 96])
+    cameras: list[str] = field(default_factory=lambda: ["top"])
+
+    def __post_init__(self) -> None:
+        _require(self.num_demos >= 1, f"demos.num_demos: expected >= 1, got {self.num_demos}")
+        _require(len(self.image_size) == 2 and min(self.image_size) >= 16,
+                 f"demos.image_size: expected [H, W] >= 16, got {self.image_size}")
+        _require(len(self.cameras) >= 1, "demos.cameras: at least one camera")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Training: an act_train preset plus `--set`-style field overrides (validated by the trainer)."""
+
+    preset: str
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """The evaluation matrix and the executor settings (also the deployed checkpoint's defaults).
+
+    Args:
+        trials: trials per (arm, executor) row, mirrored arm 1 and arm 0.
+        control_trials: trials per no-mirror control row.
+        seed: env seed of trial 0 (trial i: seed + i).
+        n_envs: environments in lockstep (batched inference).
+        n_videos: videos per row.
+        modes: executors evaluated on both arms.
+        control_modes: executors of the no-mirror control on arm 1.
+        n_execute: chunked: actions per query (None = the whole chunk).
+        k: ensemble weight exp(-k*i).
+        query_period: ensemble: query every N steps.
+        max_steps: trial step limit (None = the env's).
+        workers: rows evaluated at once, each in its own process (1 = in this process).
+    """
+
+    trials: int
+    control_trials: int
+    seed: int
+    n_envs: int
+    n_videos: int
+    modes: list[str]
+    control_modes: list[str]
+    n_execute: int | None
+    k: float
+    query_period: int
+    max_steps: int | None = None
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("trials", "control_trials", "n_envs", "query_period", "workers"):
+            _require(getattr(self, name) >= 1, f"eval.{name}: expected >= 1, got {getattr(self, name)}")
+        for name in ("modes", "control_modes"):
+            bad = [m for m in getattr(self, name) if m not in ("chunked", "ensemble")]
+            _require(not bad and getattr(self, name), f"eval.{name}: expected chunked/ensemble, got "
+                     f"{getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TransferPreset:
+    """One transfer experiment: demos, training, evaluation."""
+
+    demos: DemosSpec
+    train: TrainSpec
+    eval: EvalSpec
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts (what the stages hash and config.yaml records)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransferPreset:
+        """Validate a resolved configuration's demos/train/eval sections."""
+        try:
+            return cls(DemosSpec(**d["demos"]), TrainSpec(**d["train"]), EvalSpec(**d["eval"]))
+        except TypeError as e:
+            raise ValueError(f"transfer preset: {e}") from None
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+TRANSFER_PRESETS: dict[str, TransferPreset] = {
     # cpu: the top camera rendered at 128 px, and the network sees only its left half (arm 0's
     # side; for arm 1 the left half of the flipped frame) at full resolution: 128x64 input, 8x4
     # image tokens. Cheaper than the whole frame at 96 px and finer where the cube and target
     # are. See docs/transfer.md for what was measured against it.
-    "cpu": {
-        "demos": {"num_demos": 200, "seed": 0, "image_size": [128, 128], "cameras": ["top"]},
-        "train": {"preset": "cpu", "overrides": {
+    "cpu": TransferPreset(
+        demos=DemosSpec(num_demos=200, seed=0, image_size=[128, 128], cameras=["top"]),
+        train=TrainSpec(preset="cpu", overrides={
             "model.image_size": [128, 64], "model.crop": [0.0, 0.0, 1.0, 0.5],
             "model.backbone_layers": 3, "data.shift_pixels": 5, "train.batch_size": 16,
-            "train.steps": 1500, "train.ema_decay": 0.995}},
+            "train.steps": 1500, "train.ema_decay": 0.995}),
         # 200 trials per row: a 95 % Wilson interval of about +-3 points at 95 %, enough to tell
         # 95 % from 90 %. Rows run two at a time in worker processes (eval.workers).
-        "eval": {
-            "trials": 200, "control_trials": 200, "seed": 100_000, "n_envs": 8, "n_videos": 2,
-            "workers": 2,
-            "modes": ["chunked", "ensemble"], "control_modes": ["chunked"],
-            "n_execute": None, "k": 0.01, "query_period": 10,
-        },
-    },
-    "paper": {
-        "demos": {"num_demos": 50, "seed": 0, "image_size": [96, 96], "cameras": ["top"]},
-        "train": {"preset": "paper", "overrides": {}},
-        "eval": {
-            "trials": 50, "control_trials": 50, "seed": 100_000, "n_envs": 8, "n_videos": 3,
-            "modes": ["chunked", "ensemble"], "control_modes": ["chunked", "ensemble"],
-            "n_execute": None, "k": 0.01, "query_period": 1,
-        },
-    },
+        eval=EvalSpec(
+            trials=200, control_trials=200, seed=100_000, n_envs=8, n_videos=2, workers=2,
+            modes=["chunked", "ensemble"], control_modes=["chunked"],
+            n_execute=None, k=0.01, query_period=10),
+    ),
+    "paper": TransferPreset(
+        demos=DemosSpec(num_demos=50, seed=0, image_size=[96, 96], cameras=["top"]),
+        train=TrainSpec(preset="paper", overrides={}),
+        eval=EvalSpec(
+            trials=50, control_trials=50, seed=100_000, n_envs=8, n_videos=3,
+            modes=["chunked", "ensemble"], control_modes=["chunked", "ensemble"],
+            n_execute=None, k=0.01, query_period=1),
+    ),
 }
 
 # --quick: a smoke run of every stage in a couple of minutes (tests).
@@ -92,7 +187,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
-    cfg = copy.deepcopy(TRANSFER_PRESETS[args.preset])
+    cfg = TRANSFER_PRESETS[args.preset].to_dict()
     cfg["preset"] = args.preset
     cfg["quick"] = bool(args.quick)
     if args.quick:
@@ -113,6 +208,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
         # kept as written: act_training.config parses it once, by the field's type (so that
         # `train.amp=off` stays the string "off" instead of YAML's false)
         cfg["train"].setdefault("overrides", {})[key.strip()] = value.strip()
+    TransferPreset.from_dict(cfg)  # every value validated, field named in the error
     cfg["data"] = str(Path(args.data).resolve()) if args.data else None
     cfg["checkpoint"] = str(Path(args.checkpoint).resolve()) if args.checkpoint else None
     return cfg
