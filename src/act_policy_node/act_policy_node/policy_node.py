@@ -12,6 +12,7 @@ See docs/ros.md for every parameter and the two timing modes (timer / lockstep).
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
 import time
@@ -545,6 +546,9 @@ def main(args=None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C under `ros2 launch` arrives twice (the terminal's process group, then the
+        # launch's forwarded SIGINT): the second one must not abort the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None and hasattr(node, "worker"):
             st = node.latency_summary()
             print(f"[act_policy_node] summary: {st}", file=sys.stderr, flush=True)

@@ -47,6 +47,8 @@ ARGUMENTS = [
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
     ("result_json", "", "write per-trial results here (empty: do not)", None),
+    ("record_commands", "", "write every command the arm received, per episode, here (.npz; empty: do not)",
+     None),
 ]
 
 
@@ -77,6 +79,8 @@ def _nodes(context, *args, **kwargs):
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
     if arg("result_json"):
         eval_args += ["--json", arg("result_json")]
+    if arg("record_commands"):
+        eval_args += ["--record", arg("record_commands")]
     evaluator = Node(package="mirror_arm_sim", executable="mirror_arm_ros_eval", name="mirror_arm_ros_eval",
                      output="screen", arguments=eval_args)
     actions += [evaluator, RegisterEventHandler(OnProcessExit(
