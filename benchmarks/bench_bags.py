@@ -4,7 +4,7 @@ bare `rosbags` read speed on the same bags.
 A thin wrapper around the bag engineer's `tests/bench_bag_convert.py` (its `bare_read` and
 `convert_peak_rss`) and `tests/bag_synth.py` (synthetic bags: 240x320 rgb8 camera at 30 Hz,
 JointState at 100 Hz, Float64MultiArray at 50 Hz; converted to 96x96 at 50 Hz). Conversion is
-timed as the whole `python -m act_training.bag_convert` process (what a user waits for); the
+timed as the whole `python -m act_training.bags.convert` process (what a user waits for); the
 cost of starting that process (imports) is measured separately so the steady rate can be
 read off too. The bare read is repeated 3 times (median, IQR).
 """
@@ -28,7 +28,7 @@ QUICK = {"seconds": (1, 2), "storage": ("sqlite3",), "size_hw": (48, 64), "reads
 
 def startup_cost() -> tuple[float, float]:
     """Wall time (s) and peak RSS (MiB) of a process that only imports the converter."""
-    code = ("import resource, act_training.bag_convert; "
+    code = ("import resource, act_training.bags.convert; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -37,7 +37,7 @@ def startup_cost() -> tuple[float, float]:
 
 def run(quick: bool, work: Path, domain_id: int) -> dict:
     import yaml
-    from act_training.bag_convert import bag_size_bytes
+    from act_training.bags.convert import bag_size_bytes
     from bag_synth import base_config, write_bag
     from bench_bag_convert import bare_read, convert_peak_rss
 

@@ -30,10 +30,10 @@ def make_checkpoint(path: Path, preset: str, cameras=("top",), seed: int = 0,
     """A random-init ACT checkpoint of `preset` in the real format (7 joints, the cell's names)."""
     import numpy as np
     import torch
-    from act_training.checkpoint import make_payload, save_checkpoint
     from act_training.config import get_preset
-    from act_training.model import ACT
-    from act_training.normalize import NormStats
+    from act_training.data.normalize import NormStats
+    from act_training.model.act import ACT
+    from act_training.training.checkpoint import make_payload, save_checkpoint
     from mirror_arm_sim.cell import ARM_JOINTS, default_cell
 
     cfg = get_preset(preset)
@@ -67,7 +67,7 @@ def latency(runtime, n: int, warmup: int = 3) -> list[float]:
 
 def run(quick: bool, work: Path, domain_id: int) -> dict:
     import torch
-    from act_training.policy import ACTPolicyRuntime
+    from act_training.runtime.policy import ACTPolicyRuntime
 
     metrics, details = [], {}
     for preset, (cams, n, threads) in (QUICK if quick else FULL).items():

@@ -260,18 +260,19 @@ def _reduce(r: dict, spec: dict) -> tuple[list, dict]:
 
 def input_path_cost(hw, size, n: int) -> list[float]:
     """The node's per-frame image callback work, in-process: decode a sensor_msgs/Image payload
-    (rgb8, as rclpy hands it over: array.array) and resize it to the policy's size."""
+    (rgb8, as rclpy hands it over: array.array). The resize to the policy's size is no longer
+    in the callback: the runtime's pipeline does it once per query (`size` is kept for the label)."""
     import array
 
     import numpy as np
-    from act_policy_node.inputs import decode_image, resize_image
+    from act_training.runtime.sensors import decode_image
 
     h, w = hw
     data = array.array("B", (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8).tobytes())
     out = []
     for i in range(n + 5):
         t = time.perf_counter()
-        resize_image(decode_image("rgb8", h, w, 3 * w, data), size)
+        decode_image("rgb8", h, w, 3 * w, data)
         if i >= 5:
             out.append(time.perf_counter() - t)
     return out
@@ -299,9 +300,8 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
     sensors = subprocess.Popen([sys.executable, str(HERE / "node_sensors.py"), "--hw", str(h), str(w),
                                 "--camera-hz", "30", "--joint-hz", "100", "--arm", "0"],
                                stdout=sens_log, stderr=subprocess.STDOUT, env=env)
-    metrics = [metric(f"node image callback work: decode rgb8 {h}x{w} + resize to "
-                      f"{pm.image_size[0]}x{pm.image_size[1]}", "ms", [1e3 * x for x in cost],
-                      note="per frame, in-process (act_policy_node.inputs)")]
+    metrics = [metric(f"node image callback work: decode rgb8 {h}x{w}", "ms", [1e3 * x for x in cost],
+                      note="per frame, in-process (act_training.runtime.sensors)")]
     details = {"preset": spec["preset"], "camera_hw": [h, w], "camera_hz": 30, "joint_hz": 100,
                             "control_hz": RATE_HZ, "window_s": spec["window_s"], "warmup_s": spec["warmup_s"],
                             "ros_domain_id": domain_id}

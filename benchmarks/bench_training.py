@@ -1,6 +1,6 @@
 """Training benchmark: step time, samples/s and the share of step time spent waiting for data.
 
-Runs the real trainer (`act_training.train.train`) on expert demos from the sim for a few steps
+Runs the real trainer (`act_training.training.train.train`) on expert demos from the sim for a few steps
 per preset (batch 32, the preset's own loader settings and AMP mode) and reads the per-step
 rows it logs (`train.log_every=1`: step_time_s, data_wait_frac). The first steps are warm-up and
 dropped. Separately, the loader alone (same dataset, same DataLoader settings, no model) is
@@ -38,7 +38,7 @@ def get_demos(work: Path, num_demos: int, hw, cameras) -> tuple[Path, str]:
         return demos_file(work, num_demos, hw, cameras)[0], "mirror_arm_sim expert"
     except Exception as e:  # noqa: BLE001 - fall back to synthetic data, reported in the JSON
         log(f"training: sim demos failed ({type(e).__name__}: {e}); using synthetic demos")
-        from act_training.synthetic import write_synthetic_demos
+        from act_training.data.synthetic import write_synthetic_demos
 
         path = work / f"synthetic_{hw[0]}x{hw[1]}_{'-'.join(cameras)}_{num_demos}.hdf5"
         if not path.exists():
@@ -49,7 +49,7 @@ def get_demos(work: Path, num_demos: int, hw, cameras) -> tuple[Path, str]:
 def time_loader(cfg, n_batches: int) -> dict:
     """The DataLoader alone, as the trainer builds it: ms per batch (first batch dropped)."""
     import torch
-    from act_training.dataset import make_datasets
+    from act_training.data.dataset import make_datasets
     from torch.utils.data import DataLoader
 
     train_ds, _ = make_datasets(cfg.data, cfg.model.chunk_size, seed=0)
@@ -69,13 +69,13 @@ def time_loader(cfg, n_batches: int) -> dict:
             times.append(now - t)
         t = now
     # image preparation on the training thread (uint8 -> float, resize to the model size)
-    from act_training.normalize import prepare_images
+    from act_training.runtime.pipeline import ResizeStep
 
     ims = batch["images"]
     prep = []
     for _ in range(3):
         t = time.perf_counter()
-        prepare_images(ims, cfg.model.image_size)
+        ResizeStep(cfg.model.image_size)(ims)
         prep.append(time.perf_counter() - t)
     train_ds.close()
     return {"batch_s": times, "prepare_images_s": min(prep), "image_shape": list(ims.shape),
@@ -85,8 +85,8 @@ def time_loader(cfg, n_batches: int) -> dict:
 def run_preset(preset: str, spec, work: Path) -> tuple[list, dict]:
     import torch
     from act_training.config import make_config
-    from act_training.model import ACT, count_parameters
-    from act_training.train import complete_model_config, resolve_amp, train
+    from act_training.model.act import ACT, count_parameters
+    from act_training.training.train import complete_model_config, resolve_amp, train
 
     num_demos, hw, cams, steps, warm, loader_batches = spec
     data, source = get_demos(work, num_demos, hw, cams)
@@ -111,7 +111,7 @@ def run_preset(preset: str, spec, work: Path) -> tuple[list, dict]:
     log(f"training: {preset}: loader alone, {loader_batches} batches")
     ld = time_loader(cfg, loader_batches)
     load_sps = bs / (sum(ld["batch_s"]) / len(ld["batch_s"]))
-    from act_training.dataset import make_datasets
+    from act_training.data.dataset import make_datasets
     from mirror_arm_sim.hdf5_layout import read_layout
 
     info = read_layout(data)

@@ -49,7 +49,7 @@ def _has_package(name: str) -> bool:
 
 
 def _record(context, *args, **kwargs):
-    from act_training.bag_record import topics_from_mapping
+    from act_training.bags.record import topics_from_mapping
 
     mode = LaunchConfiguration("mode").perform(context)
     mapping = LaunchConfiguration("mapping").perform(context) or _default_mapping(

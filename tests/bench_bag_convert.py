@@ -18,7 +18,7 @@ import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from act_training.bag_convert import bag_size_bytes  # noqa: E402
+from act_training.bags.convert import bag_size_bytes  # noqa: E402
 from bag_synth import base_config, write_bag  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def bare_read(bag: Path) -> tuple[float, float]:
 
 def convert_peak_rss(bag: Path, cfg: Path, out: Path) -> tuple[float, float]:
     t = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "act_training.bag_convert", str(bag), "--config", str(cfg),
+    p = subprocess.Popen([sys.executable, "-m", "act_training.bags.convert", str(bag), "--config", str(cfg),
                           "--out", str(out), "--no-progress", "--overwrite"], stdout=subprocess.DEVNULL)
     ps, peak = psutil.Process(p.pid), 0
     while p.poll() is None:

@@ -26,10 +26,10 @@ def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chun
     """An untrained ACT checkpoint (seeded weights; `preset` sizes) in the real checkpoint format.
     With `crop` the network sees that window of the frame at `image_size`."""
     import torch
-    from act_training.checkpoint import make_payload, save_checkpoint
     from act_training.config import get_preset
-    from act_training.model import ACT
-    from act_training.normalize import NormStats
+    from act_training.data.normalize import NormStats
+    from act_training.model.act import ACT
+    from act_training.training.checkpoint import make_payload, save_checkpoint
     from mirror_arm_sim.cell import ARM_JOINTS, default_cell
 
     cfg = get_preset(preset)

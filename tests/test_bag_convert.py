@@ -13,8 +13,8 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from act_training.bag_config import BagConfig, BagConfigError
-from act_training.bag_convert import BagError, convert_bags, main
+from act_training.bags.convert import BagError, convert_bags, main
+from act_training.bags.mapping import BagConfig, BagConfigError
 from bag_synth import JOINTS, T0, TS, a_of, base_config, q_of, write_bag
 from mirror_arm_sim.hdf5_layout import read_layout
 
@@ -205,7 +205,7 @@ def test_error_joint_name_not_present_lists_available(tmp_path):
     with pytest.raises(BagError) as e:
         convert_bags([bag], cfg_of(qpos=qpos), tmp_path / "o.h5", progress=False)
     msg = str(e.value)
-    assert "joint(s) ['finger'] not present" in msg and "available: ['waist'" in msg and "'extra'" in msg
+    assert "lacks joints ['finger']" in msg and "it has ['waist'" in msg and "'extra'" in msg
 
 
 def test_error_episode_shorter_than_chunk(tmp_path):
@@ -293,7 +293,7 @@ def test_interrupt_mid_conversion_leaves_no_output(tmp_path, sig):
     cfg.write_text(yaml.safe_dump(base_config()))
     out = tmp_path / "out" / "demos.hdf5"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "act_training.bag_convert", *[str(bag)] * 20, "--config", str(cfg),
+        [sys.executable, "-m", "act_training.bags.convert", *[str(bag)] * 20, "--config", str(cfg),
          "--out", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 60

@@ -17,8 +17,8 @@ import pytest
 from mirror_arm_sim.hdf5_layout import read_layout
 
 rclpy = pytest.importorskip("rclpy")
-from act_training.bag_config import BagConfig  # noqa: E402
-from act_training.bag_convert import convert_bags  # noqa: E402
+from act_training.bags.convert import convert_bags  # noqa: E402
+from act_training.bags.mapping import BagConfig  # noqa: E402
 from mirror_arm_sim.cell import ARM_JOINTS  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -63,7 +63,7 @@ def test_bridge_expert_bag_equals_generate_demos(tmp_path):
     expert = ScriptedExpert(env)
     expert.reset()
 
-    recs = {s: subprocess.Popen([sys.executable, "-m", "act_training.bag_record", str(tmp_path / f"bag_{s}"),
+    recs = {s: subprocess.Popen([sys.executable, "-m", "act_training.bags.record", str(tmp_path / f"bag_{s}"),
                                  "--storage", s, "--topics", *TOPICS], stdout=subprocess.PIPE, text=True)
             for s in ("sqlite3", "mcap")}
     bridge = subprocess.Popen([sys.executable, "-m", "mirror_arm_sim.bridge_node", "--ros-args",
@@ -146,8 +146,8 @@ def test_bridge_expert_bag_equals_generate_demos(tmp_path):
 def _train_on_converted(data, out, image, qpos) -> None:
     """A few `tiny`-preset training steps on the HDF5 converted from the bags, then the runtime."""
     from act_training.config import make_config
-    from act_training.policy import ACTPolicyRuntime
-    from act_training.train import train
+    from act_training.runtime.policy import ACTPolicyRuntime
+    from act_training.training.train import train
 
     cfg = make_config("tiny", [f"data.path={data}", f"train.out_dir={out}", "train.steps=4",
                                "train.eval_every=4", "train.ckpt_every=4", "train.log_every=2"])

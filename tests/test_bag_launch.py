@@ -30,7 +30,7 @@ def test_record_demos_launch_file_imports_with_ros2():
 
 
 def test_launch_records_exactly_the_mapping_topics():
-    from act_training.bag_record import topics_from_mapping
+    from act_training.bags.record import topics_from_mapping
 
     import act_training
 

@@ -17,8 +17,8 @@ import pytest
 from mirror_arm_sim.hdf5_layout import read_layout
 
 pytest.importorskip("rclpy")
-from act_training.bag_config import BagConfig  # noqa: E402
-from act_training.bag_convert import convert_bags  # noqa: E402
+from act_training.bags.convert import convert_bags  # noqa: E402
+from act_training.bags.mapping import BagConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TOPICS = ["/live/cam/top", "/live/joint_states", "/live/commands"]
@@ -47,7 +47,7 @@ def test_live_topics_recorded_sqlite3_and_mcap_then_converted(tmp_path):
     try:
         for storage in ("sqlite3", "mcap"):
             recs[storage] = subprocess.Popen(
-                [sys.executable, "-m", "act_training.bag_record", str(tmp_path / f"bag_{storage}"),
+                [sys.executable, "-m", "act_training.bags.record", str(tmp_path / f"bag_{storage}"),
                  "--storage", storage, "--topics", *TOPICS],
                 stdout=subprocess.PIPE, text=True,
             )

@@ -2,7 +2,7 @@
 
 In lockstep mode, on arm 1 (mirrored, ensemble) and arm 0 (chunked), the commands the arm
 receives equal the actions of the in-process (mirrored) evaluation for the same seeds and
-checkpoint, and the per-trial outcomes equal `act_training.evaluate`'s.
+checkpoint, and the per-trial outcomes equal `act_training.evaluation.rollouts`'s.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ IMAGE = (32, 32)
 
 
 def reference_actions(ckpt, arm: int, mode: str, seeds, max_steps: int):
-    """The in-process mirrored evaluation loop (as act_training.evaluate, one env), recording the
+    """The in-process mirrored evaluation loop (as act_training.evaluation.rollouts, one env), recording the
     env actions: runtime -> executor -> mirror -> env."""
-    from act_training.executors import make_executor
-    from act_training.policy import ACTPolicyRuntime
+    from act_training.runtime.executors import make_executor
+    from act_training.runtime.policy import ACTPolicyRuntime
     from mirror_arm_sim.env import MirrorArmEnv
     from mirror_arm_sim.mirror_map import load_mirror_map
 
@@ -105,8 +105,8 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode)
         assert ros["successes"][i] == success
 
     # and the evaluator of the transfer experiment agrees trial by trial
-    from act_training.evaluate import evaluate
-    from act_training.policy import ACTPolicyRuntime
+    from act_training.evaluation.rollouts import evaluate
+    from act_training.runtime.policy import ACTPolicyRuntime
 
     res = evaluate(ACTPolicyRuntime.load(ckpt), arm=arm, n_trials=len(SEEDS), mode=mode, seed=SEEDS[0],
                    n_envs=1, max_steps=MAX_STEPS, env_kwargs={"max_episode_steps": MAX_STEPS}, progress=False)

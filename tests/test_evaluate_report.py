@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from act_training.evaluate import EvalResult, wilson_interval
-from act_training.report import load_metrics, verdict, write_report
+from act_training.evaluation.report import load_metrics, verdict, write_report
+from act_training.evaluation.rollouts import EvalResult, wilson_interval
 
 
 def test_wilson_interval_known_values():

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from act_training.executors import ChunkedExecutor, TemporalEnsembleExecutor, make_executor
+from act_training.runtime.executors import ChunkedExecutor, TemporalEnsembleExecutor, make_executor
 
 
 class RefEnsemble:

@@ -99,7 +99,7 @@ def yaml_params(path: Path) -> dict:
 
 def test_parameter_files_exist_and_match_declared_parameters():
     pytest.importorskip("rclpy")
-    from act_training.executors import EXECUTOR_MODES
+    from act_training.runtime.executors import EXECUTOR_MODES
 
     node_cfg = sorted((SRC / "act_policy_node" / "config").glob("*.yaml"))
     assert {p.name for p in node_cfg} >= {"sim_arm0.yaml", "sim_arm1.yaml", "physical_pair.yaml"}

@@ -4,13 +4,19 @@ arm <-> policy view (mirror), the inference worker."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
-from act_policy_node.engine import InferenceRequest, InferenceWorker, PolicyView, PrefetchPlanner
-from act_policy_node.inputs import InputError, JointSelector, decode_image, default_joint_names, finite_vector
+from act_policy_node.engine import InferenceRequest, InferenceWorker, PrefetchPlanner
 from act_policy_node.safety import CommandLimiter, StalenessMonitor
+from act_training.runtime.pipeline import MirrorStep
+from act_training.runtime.sensors import (
+    InputError,
+    JointSelector,
+    decode_image,
+    default_joint_names,
+    finite_vector,
+)
 
 
 def test_decode_rgb_bgr_mono_and_row_padding():
@@ -92,32 +98,34 @@ def test_staleness_monitor():
     assert m.missing() == ["camera:top", "joint_states"]
 
 
-def test_policy_view_mirrors_arm1_and_is_identity_on_arm0():
+def test_mirror_step_mirrors_arm1_and_is_identity_on_arm0():
     from mirror_arm_sim.mirror_map import load_mirror_map
 
     mm = load_mirror_map()
     img = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
     q = np.linspace(-0.5, 0.5, 7).astype(np.float32)
-    v0 = PolicyView(["top"], (8, 8))
-    imgs, q0 = v0.observation({"top": img}, q)
-    assert np.array_equal(imgs["top"], img) and np.array_equal(q0, q)
-    v1 = PolicyView(["top"], (8, 8), mm)
+    v0 = MirrorStep(None, ["top"])
+    imgs, q0 = v0.observation({"top": img, "other": img}, q)
+    assert list(imgs) == ["top"] and np.array_equal(imgs["top"], img) and np.array_equal(q0, q)
+    v1 = MirrorStep(mm, ["top"])
     imgs, q1 = v1.observation({"top": img}, q.astype(np.float64))
     assert np.array_equal(imgs["top"], img[:, ::-1]) and np.allclose(q1, mm.qpos(q))
     a = np.linspace(0.1, 0.7, 7).astype(np.float32)
-    assert np.allclose(v1.command(a), mm.action(a)) and np.allclose(v1.command(v1.command(a)), a)
-    assert v1.chunk(np.tile(a, (3, 1))).shape == (3, 7)
-    resized, _ = v0.observation({"top": np.zeros((16, 24, 3), np.uint8)}, q)
-    assert resized["top"].shape == (8, 8, 3)
-    with pytest.raises(InputError):
+    assert np.allclose(v1.action(a), mm.action(a)) and np.allclose(v1.action(v1.action(a)), a)
+    assert v1.action(np.tile(a, (3, 1))).shape == (3, 7)
+    big, _ = v0.observation({"top": np.zeros((16, 24, 3), np.uint8)}, q)
+    assert big["top"].shape == (16, 24, 3)  # frames keep their size: the runtime crops and resizes
+    with pytest.raises(ValueError, match="missing camera images"):
         v0.observation({}, q)
 
 
 def test_inference_worker_latest_slot_and_errors():
     gate = threading.Event()
+    started = threading.Event()
     seen = []
 
     def predict(images, qpos):
+        started.set()
         gate.wait(5)
         seen.append(float(qpos[0]))
         if qpos[0] < 0:
@@ -127,7 +135,7 @@ def test_inference_worker_latest_slot_and_errors():
     w = InferenceWorker(predict)
     req = lambda v, step: InferenceRequest({}, np.array([v]), step=step, generation=0)  # noqa: E731
     w.submit(req(1.0, 0))
-    time.sleep(0.05)  # the worker takes request 0 and blocks in predict
+    assert started.wait(5)  # the worker has taken request 0 and blocks in predict
     w.submit(req(2.0, 1))
     w.submit(req(3.0, 2))  # replaces the pending request 1 (latest-observation slot)
     assert w.busy and w.n_replaced == 1

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from act_training.config import ConfigError, get_preset, make_config
-from act_training.dataset import ACTDataset, Augment, make_datasets, split_episodes
-from act_training.normalize import NormStats, prepare_images
-from act_training.synthetic import write_synthetic_demos
+from act_training.data.dataset import ACTDataset, Augment, make_datasets, split_episodes
+from act_training.data.normalize import NormStats
+from act_training.data.synthetic import write_synthetic_demos
+from act_training.runtime.pipeline import CropStep, ResizeStep
 from mirror_arm_sim.hdf5_layout import LayoutError
 
 
@@ -119,15 +120,23 @@ def test_augment_shifts_but_never_flips():
         assert out[0, :, :8].mean() < out[0, :, -8:].mean()  # left stays left
 
 
-def test_prepare_images_resizes():
+def prepare_images(x, size, crop=None):
+    """The pipeline's image half: crop, then the one resize."""
+    return ResizeStep(size)(CropStep(crop)(x))
+
+
+def test_resize_step_resizes():
     x = torch.randint(0, 256, (2, 3, 40, 48, 3), dtype=torch.uint8)
     y = prepare_images(x, (32, 32))
     assert y.shape == (2, 3, 3, 32, 32) and y.dtype == torch.float32 and 0 <= y.min() and y.max() <= 1
     z = prepare_images(x, None)
     assert torch.equal(z[1, 2, :, 5, 7], x[1, 2, 5, 7].float() / 255)
+    # the converter's uint8 variant is the same resize, rounded back to bytes
+    u = ResizeStep((32, 32)).uint8(x[0, 0].numpy())
+    assert u.dtype == np.uint8 and np.array_equal(u, (y[0, 0] * 255).round().to(torch.uint8).permute(1, 2, 0))
 
 
-def test_prepare_images_crop_then_resize():
+def test_crop_then_resize():
     x = torch.randint(0, 256, (2, 1, 40, 48, 3), dtype=torch.uint8)
     # the left half at its own resolution: exactly those pixels, nothing resampled
     left = prepare_images(x, (40, 24), crop=(0.0, 0.0, 1.0, 0.5))

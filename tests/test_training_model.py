@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 from act_training.config import get_preset
-from act_training.model import ACT, act_loss
+from act_training.model.act import ACT, act_loss
 
 torch.set_num_threads(1)
 

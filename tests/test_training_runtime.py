@@ -8,17 +8,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from act_training.checkpoint import (
+from act_training.config import get_preset
+from act_training.data.normalize import NormStats
+from act_training.model.act import ACT
+from act_training.runtime.pipeline import ResizeStep
+from act_training.runtime.policy import ACTPolicyRuntime
+from act_training.training.checkpoint import (
     CheckpointError,
     check_compatible,
     load_checkpoint,
     make_payload,
     save_checkpoint,
 )
-from act_training.config import get_preset
-from act_training.model import ACT
-from act_training.normalize import NormStats, prepare_images
-from act_training.policy import ACTPolicyRuntime
 
 torch.set_num_threads(1)
 JOINTS = [f"j{i}" for i in range(7)]
@@ -48,7 +49,7 @@ def test_round_trip_identical_predictions(ckpt):
     rt = ACTPolicyRuntime.load(path, device="cpu")
     ims, q = obs(3)
     with torch.no_grad():
-        x = torch.stack([prepare_images(torch.from_numpy(ims[c]), (32, 32)) for c in ("top", "wrist")], 1)
+        x = torch.stack([ResizeStep((32, 32))(torch.from_numpy(ims[c])) for c in ("top", "wrist")], 1)
         ref = model(x, torch.from_numpy(stats.normalize_qpos(q)))[0].numpy()
     ref = stats.unnormalize_actions(ref)
     out = rt.predict_chunk_batch(ims, q)

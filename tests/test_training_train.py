@@ -1,4 +1,4 @@
-"""act_training.train: a tiny run, resume (stop and kill), torchrun DDP, divergence, bad resume."""
+"""act_training.training.train: a tiny run, resume (stop and kill), torchrun DDP, divergence, bad resume."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import time
 
 import pytest
 import torch
-from act_training.checkpoint import CheckpointError, load_checkpoint
 from act_training.config import make_config
-from act_training.policy import ACTPolicyRuntime
-from act_training.synthetic import write_synthetic_demos
-from act_training.train import TrainingDiverged, main, train
+from act_training.data.synthetic import write_synthetic_demos
+from act_training.runtime.policy import ACTPolicyRuntime
+from act_training.training.checkpoint import CheckpointError, load_checkpoint
+from act_training.training.train import TrainingDiverged, main, train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -64,7 +64,7 @@ def test_kill_and_resume_cli(demo_file, tmp_path):
     out = tmp_path / "killed"
     args = ["--data", str(demo_file), "--preset", "tiny", "--out", str(out), "--steps", "400",
             "--set", "train.ckpt_every=3", "--set", "train.eval_every=0"]
-    proc = subprocess.Popen([sys.executable, "-m", "act_training.train", *args], env=ENV,
+    proc = subprocess.Popen([sys.executable, "-m", "act_training.training.train", *args], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = out / "checkpoints" / "last.pt"
     deadline = time.time() + 120
@@ -108,7 +108,8 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(demo_file, tmp_path):
 def test_torchrun_two_processes(demo_file, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "act_training.train", "--data", str(demo_file), "--preset", "tiny", "--out", str(out),
+           "-m", "act_training.training.train", "--data", str(demo_file), "--preset", "tiny",
+           "--out", str(out),
            "--steps", "6", "--set", "train.eval_every=3", "--set", "train.ckpt_every=3"]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -10,8 +10,7 @@ import time
 
 import pytest
 import torchvision  # noqa: F401  -- load torch/triton before any test renders with MuJoCo EGL
-
-from act_training import transfer
+from act_training.experiments import transfer
 
 
 @pytest.mark.slow
@@ -40,8 +39,8 @@ def test_quick_transfer_report_and_resume(tmp_path):
 
     # Resume: nothing is redone, the report is rewritten from the stored results.
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "act_training.transfer", "--preset", "cpu", "--quick",
-                          "--out", str(out)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "act_training.experiments.transfer", "--preset", "cpu",
+                          "--quick", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "demos: done" in res.stderr and "train: done" in res.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == markers
@@ -66,8 +65,8 @@ def test_mirrored_arm1_rollout_is_the_mirror_of_arm0(tmp_path):
     """The evaluator's mirror path: seed s on arm 1 is the mirror of seed s on arm 0, so the policy
     must see identical inputs and arm 1 must end where arm 0 ends (in the policy's frame)."""
     import numpy as np
-    from act_training.evaluate import evaluate
-    from act_training.policy import ACTPolicyRuntime
+    from act_training.evaluation.rollouts import evaluate
+    from act_training.runtime.policy import ACTPolicyRuntime
 
     out = tmp_path / "run"
     argv = ["--preset", "cpu", "--quick", "--out", str(out), "--modes", "ensemble"]

@@ -26,11 +26,11 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "act_train = act_training.train:main",
-            "act_evaluate = act_training.evaluate:main",
-            "act_transfer = act_training.transfer:main",
-            "act_bag_to_hdf5 = act_training.bag_convert:main",
-            "act_bag_record = act_training.bag_record:main",
+            "act_train = act_training.training.train:main",
+            "act_evaluate = act_training.evaluation.rollouts:main",
+            "act_transfer = act_training.experiments.transfer:main",
+            "act_bag_to_hdf5 = act_training.bags.convert:main",
+            "act_bag_record = act_training.bags.record:main",
         ],
     },
 )

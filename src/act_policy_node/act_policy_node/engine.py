@@ -1,10 +1,7 @@
-"""The policy node's ROS-free core: the arm <-> policy view and the inference worker.
+"""The policy node's ROS-free core: the inference worker and the prefetch planner.
 
-- `PolicyView`: what the policy sees and what the arm gets. For arm 1 driven by a policy
-  trained on arm 0 the policy sees `mirror(obs)` (images flipped/swapped, qpos mirrored) and the
-  arm receives `mirror(action)`; on arm 0 (or with no map) both are the identity. Images are
-  resized to the policy's frame size here (`runtime.frame_size`: the runtime then crops, if the
-  checkpoint has a crop, without resampling again).
+The arm <-> policy view (mirror) and the image preparation are `act_training.runtime.pipeline`'s.
+
 - `InferenceWorker`: one background thread with a latest-request slot, so the control tick
   never waits for a forward pass: the tick submits (observation, tick index) and later polls for
   the chunk, which the executor aligns with `add_chunk(chunk, step=tick)`. A newer request
@@ -19,52 +16,12 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from act_policy_node.inputs import InputError, resize_image
-
-__all__ = ["PolicyView", "InferenceRequest", "InferenceResult", "InferenceWorker", "PrefetchPlanner"]
-
-
-class PolicyView:
-    """Robot-side observation -> policy input, policy action -> robot-side command."""
-
-    def __init__(self, camera_names: Sequence[str], image_size: Sequence[int], mirror_map=None) -> None:
-        self.camera_names = list(camera_names)
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.mirror_map = mirror_map
-
-    @property
-    def mirrored(self) -> bool:
-        return self.mirror_map is not None
-
-    def observation(self, images: dict[str, np.ndarray], qpos) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        missing = [c for c in self.camera_names if c not in images]
-        if missing:
-            raise InputError(f"missing camera images {missing}")
-        imgs = {c: resize_image(images[c], self.image_size) for c in self.camera_names}
-        q = np.asarray(qpos, dtype=np.float32)
-        if self.mirror_map is not None:
-            imgs = self.mirror_map.images(imgs)
-            q = self.mirror_map.qpos(q)
-        return imgs, q
-
-    def command(self, action) -> np.ndarray:
-        """Policy-space action (A,) -> the commanded arm's joint targets (float64)."""
-        a = np.asarray(action, dtype=np.float32)
-        if self.mirror_map is not None:
-            a = self.mirror_map.action(a)
-        return a.astype(np.float64)
-
-    def chunk(self, chunk) -> np.ndarray:
-        """A whole (C, A) chunk in the commanded arm's joint space (for publishing)."""
-        c = np.asarray(chunk, dtype=np.float32)
-        if self.mirror_map is not None:
-            c = self.mirror_map.action(c)
-        return c.astype(np.float64)
+__all__ = ["InferenceRequest", "InferenceResult", "InferenceWorker", "PrefetchPlanner"]
 
 
 @dataclass

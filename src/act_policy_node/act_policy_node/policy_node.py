@@ -1,7 +1,8 @@
 """rclpy node running an ACT policy on an arm (or, through the mirror map, on its mirror).
 
-Thin ROS glue: decoding, joint ordering, safety and the inference worker live in the ROS-free
-modules `inputs`, `safety` and `engine`; the executors are `act_training.executors`.
+Thin ROS glue: safety and the inference worker live in the ROS-free modules `safety` and
+`engine`; decoding, joint picking, the mirror / crop / resize pipeline and the executors are
+act_training's runtime (`sensors`, `pipeline`, `executors`), shared with the evaluator.
 Topics (relative, remap them): camera/<name>/image_raw (sensor_msgs/Image, sensor-data QoS),
 joint_states (sensor_msgs/JointState), commands (std_msgs/Float64MultiArray or
 trajectory_msgs/JointTrajectory), action_chunk (act_msgs/ActionChunk), status
@@ -20,6 +21,7 @@ from collections import deque
 
 import numpy as np
 import rclpy
+from act_training.runtime.sensors import InputError, JointSelector, decode_image, default_joint_names
 from builtin_interfaces.msg import Duration
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -34,14 +36,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from act_msgs.msg import ActionChunk, PolicyStatus
-from act_policy_node.engine import (
-    InferenceRequest,
-    InferenceResult,
-    InferenceWorker,
-    PolicyView,
-    PrefetchPlanner,
-)
-from act_policy_node.inputs import InputError, JointSelector, decode_image, default_joint_names, resize_image
+from act_policy_node.engine import InferenceRequest, InferenceResult, InferenceWorker, PrefetchPlanner
 from act_policy_node.safety import CommandLimiter, StalenessMonitor
 
 COMMAND_TYPES = ("float64_array", "joint_trajectory")
@@ -97,7 +92,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 }
 
 
-class ConfigError(RuntimeError):
+class NodeConfigError(RuntimeError):
     """A parameter or checkpoint problem detected at start-up."""
 
 
@@ -134,37 +129,39 @@ class ACTPolicyNode(Node):
 
             mm = load_mirror_map(p["mirror_map"] or None)
             if mm.dim != self.A:
-                raise ConfigError(f"mirror map has {mm.dim} joints, the policy {self.A}")
-        self.view = PolicyView(self.cameras, rt.frame_size, mm)  # full frames; the runtime crops
+                raise NodeConfigError(f"mirror map has {mm.dim} joints, the policy {self.A}")
+        # robot <-> policy frame; frames of any size go to the runtime, whose pipeline crops and resizes
+        self.view = rt.pipeline.with_mirror(mm)
         self.joint_names = p["joint_names"] or default_joint_names(self.arm, self.action_names)
         if len(self.joint_names) != self.A:
-            raise ConfigError(f"parameter joint_names has {len(self.joint_names)} names "
+            raise NodeConfigError(f"parameter joint_names has {len(self.joint_names)} names "
                               f"{self.joint_names}, the policy acts on {self.A} joints {self.action_names}")
         if int(getattr(rt, "state_dim", self.A)) != self.A:
-            raise ConfigError("the node needs state_dim == action_dim (qpos and action on the same joints)")
-        self.selector = JointSelector(self.joint_names)
+            raise NodeConfigError("the node needs state_dim == action_dim (qpos, action: same joints)")
+        self.selector = JointSelector(self.joint_names, what="joint_states",
+                                      hint="set the 'joint_names' parameter to the robot's names")
         topics = p["camera_topics"] or [f"camera/{c}/image_raw" for c in self.cameras]
         if len(topics) != len(self.cameras):
-            raise ConfigError(f"camera_topics has {len(topics)} entries, "
+            raise NodeConfigError(f"camera_topics has {len(topics)} entries, "
                               f"the policy uses cameras {self.cameras}")
         if p["execution"] not in ("chunked", "ensemble"):
-            raise ConfigError(f"execution must be 'chunked' or 'ensemble', got {p['execution']!r}")
+            raise NodeConfigError(f"execution must be 'chunked' or 'ensemble', got {p['execution']!r}")
         if p["command_type"] not in COMMAND_TYPES:
-            raise ConfigError(f"command_type must be one of {COMMAND_TYPES}, got {p['command_type']!r}")
+            raise NodeConfigError(f"command_type must be one of {COMMAND_TYPES}, got {p['command_type']!r}")
         if p["on_stale"] not in ("hold", "silent"):
-            raise ConfigError(f"on_stale must be 'hold' or 'silent', got {p['on_stale']!r}")
+            raise NodeConfigError(f"on_stale must be 'hold' or 'silent', got {p['on_stale']!r}")
         if p["control_rate"] <= 0:
-            raise ConfigError("control_rate must be > 0")
+            raise NodeConfigError("control_rate must be > 0")
         if p["prefetch_margin_ticks"] < 0:
-            raise ConfigError(f"prefetch_margin_ticks must be >= 0, got {p['prefetch_margin_ticks']}")
-        from act_training.executors import make_executor
+            raise NodeConfigError(f"prefetch_margin_ticks must be >= 0, got {p['prefetch_margin_ticks']}")
+        from act_training.runtime.executors import make_executor
 
         try:
             self.act_executor = make_executor(p["execution"], self.C, self.A,
                                               n_execute=p["n_execute"] or None,
                                               k=p["ensemble_k"], query_period=p["query_period"])
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise NodeConfigError(str(e)) from None
         # chunked on a timer: query `lookahead` ticks before the executed part runs out (docs/ros.md)
         self._prefetch = p["execution"] == "chunked" and bool(p["prefetch"]) and not p["lockstep"]
         self.prefetch = PrefetchPlanner(p["control_rate"], p["prefetch_margin_ticks"])
@@ -216,7 +213,7 @@ class ACTPolicyNode(Node):
             self.create_timer(1.0 / p["status_rate"], self._publish_status, callback_group=self._cb_misc)
         timing = "lockstep" if p["lockstep"] else f"{p['control_rate']:.0f} Hz"
         self.get_logger().info(
-            f"ACT policy on arm {self.arm}{' (mirrored)' if self.view.mirrored else ''}: "
+            f"ACT policy on arm {self.arm}{' (mirrored)' if self.view.mirror.mirrored else ''}: "
             f"{p['execution']}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
             f"cameras={self.cameras} joints={self.joint_names} "
             f"{timing} limits={'on' if self.limiter.enabled else 'off'} enabled={self._enabled}")
@@ -239,13 +236,13 @@ class ACTPolicyNode(Node):
 
     def _load_runtime(self, p: dict):
         if not p["checkpoint"]:
-            raise ConfigError("parameter 'checkpoint' is empty: pass the policy file (.pt)")
-        from act_training.policy import ACTPolicyRuntime
+            raise NodeConfigError("parameter 'checkpoint' is empty: pass the policy file (.pt)")
+        from act_training.runtime.policy import ACTPolicyRuntime
 
         try:
             return ACTPolicyRuntime.load(p["checkpoint"], device=p["device"])
         except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
-            raise ConfigError(f"cannot load checkpoint {p['checkpoint']}: {e}") from None
+            raise NodeConfigError(f"cannot load checkpoint {p['checkpoint']}: {e}") from None
 
     def _make_limiter(self, p: dict) -> CommandLimiter:
         src = p["joint_limits_source"]
@@ -255,14 +252,14 @@ class ACTPolicyNode(Node):
         elif src == "params":
             lo, hi = p["joint_lower_limits"], p["joint_upper_limits"]
             if len(lo) != self.A or len(hi) != self.A:
-                raise ConfigError(f"joint_lower_limits/joint_upper_limits need {self.A} values each, "
+                raise NodeConfigError(f"joint_lower_limits/joint_upper_limits need {self.A} values each, "
                                   f"got {len(lo)}/{len(hi)}")
         elif src != "none":
-            raise ConfigError(f"joint_limits_source must be cell, params or none, got {src!r}")
+            raise NodeConfigError(f"joint_limits_source must be cell, params or none, got {src!r}")
         try:
             return CommandLimiter(self.A, lo, hi, p["max_step"] if p["max_step"] > 0 else None)
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise NodeConfigError(str(e)) from None
 
     def _warn(self, text: str, error: bool = False, key: str | None = None) -> None:
         """Throttled per `key` (default: the text up to its first colon), so that different
@@ -286,7 +283,6 @@ class ACTPolicyNode(Node):
     def _on_image(self, camera: str, msg: Image) -> None:
         try:
             img = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-            img = resize_image(img, self.view.image_size)
         except (InputError, ValueError) as e:
             with self._lock:
                 self._rejected += 1
@@ -315,7 +311,7 @@ class ACTPolicyNode(Node):
     def _snapshot(self) -> InferenceRequest:
         """Current observation in policy space (call with the lock held, inputs present)."""
         images = {c: self._images[c][0] for c in self.cameras}
-        imgs, q = self.view.observation(images, self._qpos[0])
+        imgs, q = self.view.to_policy(images, self._qpos[0])
         t_obs = max(self.monitor.last(n) or 0.0 for n in self.input_names)
         return InferenceRequest(imgs, q, step=self.act_executor.step, generation=self._generation,
                                 stamp=t_obs, context={"stamp_ns": self._qpos[1]})
@@ -351,7 +347,7 @@ class ACTPolicyNode(Node):
         msg.header.frame_id = f"arm{self.arm}"
         msg.joint_names = list(self.joint_names)
         msg.chunk_length, msg.action_dim = self.C, self.A
-        msg.values = self.view.chunk(res.chunk).ravel().tolist()
+        msg.values = self.view.to_robot(res.chunk).astype(np.float64).ravel().tolist()
         msg.executing_step = int(self.act_executor.step)
         self._seq += 1
         msg.sequence = self._seq
@@ -422,7 +418,7 @@ class ACTPolicyNode(Node):
             elif self.p["on_stale"] == "hold":
                 self._publish_command(self._last_cmd)
             return
-        cmd = self.view.command(action)
+        cmd = self.view.to_robot(action).astype(np.float64)
         prev = self._last_cmd if self._last_cmd is not None else self._qpos[0]
         cmd, clamped = self.limiter.apply(cmd, prev)
         if clamped:
@@ -540,7 +536,7 @@ def main(args=None) -> int:
         executor = MultiThreadedExecutor(num_threads=n) if n > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
-    except ConfigError as e:
+    except NodeConfigError as e:
         print(f"[act_policy_node] configuration error: {e}", file=sys.stderr, flush=True)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -43,6 +43,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from act_msgs.msg import EpisodeResult
+from mirror_arm_sim.cell import ros_joint_names
 
 PARAMETERS: dict[str, tuple[object, str]] = {
     "arm": (0, "Active arm of the next episode (0 or 1)."),
@@ -62,12 +63,6 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "publish_clock": (True, "Publish sim time on /clock."),
     "auto_start": (False, "Start an episode (seed, arm) at start-up instead of waiting for ~/reset."),
 }
-
-
-def arm_joint_names(k: int) -> list[str]:
-    from mirror_arm_sim.cell import ARM_JOINTS
-
-    return [f"arm{k}_{j}" for j in ARM_JOINTS]
 
 
 class MirrorArmBridge(Node):
@@ -91,7 +86,7 @@ class MirrorArmBridge(Node):
                              f"got {self.command_type}")
         rate = float(g("control_rate")) or self.env.control_hz
         self.dt_ns = int(round(1e9 / self.env.control_hz))  # sim time per step
-        self.names = arm_joint_names(0) + arm_joint_names(1)
+        self.names = ros_joint_names(0) + ros_joint_names(1)
         self.sim_steps = 0          # steps since start-up (sim time = sim_steps * dt)
         self.episode = 0
         self.active = False         # an episode is running
@@ -218,7 +213,7 @@ class MirrorArmBridge(Node):
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         if not msg.points:
             return
-        want = arm_joint_names(self.arm if self.active else 0)
+        want = ros_joint_names(self.arm if self.active else 0)
         lookup = {n: i for i, n in enumerate(msg.joint_names)}
         if any(n not in lookup for n in want):
             self.get_logger().warning(f"trajectory joints {list(msg.joint_names)} do not name the "

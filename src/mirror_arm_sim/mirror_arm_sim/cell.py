@@ -29,6 +29,17 @@ from dataclasses import dataclass, field
 ARM_JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_pitch", "wrist_roll", "gripper"]
 NUM_ARM_JOINTS = len(ARM_JOINTS)
 
+
+def ros_joint_name(arm: int, joint: str) -> str:
+    """The ROS name of arm `arm`'s `joint`, `arm<k>_<joint>` (e.g. arm1_waist): the one place this
+    naming is written (MuJoCo bridge, Gazebo model, policy node defaults all use it)."""
+    return f"arm{int(arm)}_{joint}"
+
+
+def ros_joint_names(arm: int, joints=ARM_JOINTS) -> list[str]:
+    """`ros_joint_name` of every joint in `joints` (default: the cell's ARM_JOINTS order)."""
+    return [ros_joint_name(arm, j) for j in joints]
+
 Vec3 = tuple[float, float, float]
 Range = tuple[float, float]
 

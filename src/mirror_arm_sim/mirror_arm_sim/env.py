@@ -33,10 +33,9 @@ import numpy as np
 os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402
 
+from . import ENV_ID  # noqa: E402, F401  (defined once, in the package; re-exported)
 from .cell import ARM_JOINTS, CellSpec, default_cell, joint_mirror_signs  # noqa: E402
 from .mujoco_model import FINGERS, build_mjcf  # noqa: E402
-
-ENV_ID = "MirrorArmPickPlace-v0"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..cell import ARM_JOINTS, BoxGeom, CapsuleGeom, CellSpec, mirror_vec
+from ..cell import ARM_JOINTS, BoxGeom, CapsuleGeom, CellSpec, mirror_vec, ros_joint_name
 from ..mujoco_model import FINGERS, _inertia, _mirror_xyaxes
 
 # MuJoCo's <position> actuator on each finger slide and the gripper command both act on the
@@ -120,7 +120,7 @@ class CellTree:
 
     def arm_joint_names(self, k: int) -> list[str]:
         """The 7 controlled joints of arm k in ARM_JOINTS order (the ROS names)."""
-        return [arm_joint_name(k, j) for j in ARM_JOINTS]
+        return [ros_joint_name(k, j) for j in ARM_JOINTS]
 
     def chain(self, link: str) -> list[Joint]:
         """Joints from the world to `link`, root first."""
@@ -146,11 +146,6 @@ class CellTree:
                 step[:3, 3] = j.origin + j.rot @ (np.asarray(j.axis, float) * v)
             t = t @ step
         return t
-
-
-def arm_joint_name(k: int, joint: str) -> str:
-    """ROS/Gazebo name of arm k's joint (the MuJoCo bridge's `arm<k>_<joint>`)."""
-    return f"arm{int(k)}_{joint}"
 
 
 def axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -203,7 +198,7 @@ def build_tree(cell: CellSpec) -> CellTree:
                                gravity=False)
             j = lk.joint
             joints.append(Joint(
-                arm_joint_name(k, j.name), "revolute" if j.type == "hinge" else "prismatic", parent, name,
+                ros_joint_name(k, j.name), "revolute" if j.type == "hinge" else "prismatic", parent, name,
                 np.asarray(lk.pos, float), axis=tuple(float(a) for a in j.axis), limit=tuple(j.limit),
                 effort=j.force_limit, damping=j.damping, kp=j.kp, arm=k, mj_name=f"arm{k}/{j.name}"))
             parent = name
@@ -217,11 +212,11 @@ def build_tree(cell: CellSpec) -> CellTree:
             links[name] = Link(name, g.finger_mass, centre, _diag(g.finger_mass, 0.01),
                                [Geom("box", np.asarray(centre, float), np.eye(3), tuple(2 * h for h in fh),
                                      (0.8, 0.8, 0.82, 1.0), friction=g.friction)], gravity=False)
-            jname = arm_joint_name(k, "gripper") if side == FINGERS[0] else f"{name}_slide"
+            jname = ros_joint_name(k, "gripper") if side == FINGERS[0] else f"{name}_slide"
             joints.append(Joint(
                 jname, "prismatic", last, name, np.asarray(g.pos, float), axis=(0.0, sgn, 0.0),
                 limit=tuple(g.travel), effort=g.force_limit, damping=2.0, kp=g.kp, arm=k,
-                mimic=None if side == FINGERS[0] else arm_joint_name(k, "gripper"),
+                mimic=None if side == FINGERS[0] else ros_joint_name(k, "gripper"),
                 mj_name=f"arm{k}/{side}"))
         tcp = f"arm{k}_tcp"
         links[tcp] = Link(tcp)

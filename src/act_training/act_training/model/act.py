@@ -30,7 +30,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from .config import ModelConfig
+from act_training.config import ModelConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,7 +1,7 @@
-"""Normalisation kept apart from the model: qpos/action statistics and image preparation.
+"""Normalisation statistics of qpos and actions, kept apart from the model.
 
-One implementation used by both the training loop and the policy runtime, so that what the
-network sees at inference is exactly what it saw in training.
+Computed on the training episodes, stored in the checkpoint and applied by the dataset (training
+targets) and by `runtime.pipeline.NormalizeStep` (inference), so both use the same numbers.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @dataclass
@@ -73,23 +72,3 @@ class NormStats:
         if isinstance(x, torch.Tensor):
             return torch.as_tensor(v, dtype=x.dtype, device=x.device)
         return v
-
-
-def prepare_images(images: torch.Tensor, size: tuple[int, int] | None,
-                   crop: tuple[float, float, float, float] | None = None) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float32 (..., 3, h, w) in [0, 1]: the `crop` window (top, left,
-    height, width as fractions of H, W; None = all) resized (bilinear, antialiased) to `size`."""
-    if images.dtype != torch.uint8:
-        raise TypeError(f"images must be uint8 (..., H, W, 3), got {images.dtype}")
-    if images.ndim < 3 or images.shape[-1] != 3:
-        raise ValueError(f"images must be (..., H, W, 3), got {tuple(images.shape)}")
-    lead = images.shape[:-3]
-    if crop is not None:
-        H, W = images.shape[-3], images.shape[-2]
-        t, lf = round(crop[0] * H), round(crop[1] * W)
-        images = images[..., t:t + max(1, round(crop[2] * H)), lf:lf + max(1, round(crop[3] * W)), :]
-    x = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float().div_(255.0)
-    if size is not None and tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-        x = x.clamp_(0.0, 1.0)
-    return x.reshape(*lead, 3, x.shape[-2], x.shape[-1]).contiguous()

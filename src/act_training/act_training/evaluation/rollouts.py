@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from mirror_arm_sim.stats import wilson_interval
 
-from act_training.executors import EXECUTOR_MODES, make_executor
+from act_training.runtime.executors import EXECUTOR_MODES, make_executor
 
 __all__ = ["EvalResult", "evaluate", "wilson_interval", "main"]
 
@@ -207,7 +207,7 @@ def evaluate(
         from mirror_arm_sim.mirror_map import load_mirror_map
 
         mirror_map = load_mirror_map()
-    mm = mirror_map if mirrored else None
+    pipeline = runtime.pipeline.with_mirror(mirror_map if mirrored else None)
 
     cams = list(runtime.camera_names)
     C, A = int(runtime.chunk_size), int(runtime.action_dim)
@@ -232,12 +232,7 @@ def evaluate(
                disable=not progress, leave=False, dynamic_ncols=True)
 
     def policy_obs(obs: dict) -> tuple[dict, np.ndarray]:
-        images = {c: obs["images"][c] for c in cams}
-        qpos = np.asarray(obs["qpos"], dtype=np.float32)
-        if mm is not None:
-            images = mm.images(images)
-            qpos = mm.qpos(qpos)
-        return images, qpos
+        return pipeline.to_policy(obs["images"], obs["qpos"])
 
     def start(slot: _Slot) -> bool:
         nonlocal next_trial
@@ -283,7 +278,7 @@ def evaluate(
                 action = s.executor.next_action()
                 if action is None:  # cannot happen synchronously; hold position to be safe
                     action = qpos
-                env_action = mm.action(action) if mm is not None else action
+                env_action = pipeline.to_robot(action)
                 if s.frames is not None:
                     caption = (f"arm {arm} {mode}{' mirrored' if mirrored else ''} "
                                f"seed {result.seeds[s.trial]} t={s.t}")
@@ -341,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torchvision  # noqa: F401  (before any MuJoCo EGL rendering: see transfer.py)
 
-    from act_training.policy import ACTPolicyRuntime
+    from act_training.runtime.policy import ACTPolicyRuntime
 
     runtime = ACTPolicyRuntime.load(args.checkpoint, device=args.device)
     res = evaluate(

@@ -174,7 +174,7 @@ class BagRecorder(Node):
 
 
 def topics_from_mapping(path: str | Path) -> list[str]:
-    from act_training.bag_config import BagConfig
+    from act_training.bags.mapping import BagConfig
 
     cfg = BagConfig.load(path)
     topics = [c.topic for c in cfg.cameras] + [cfg.qpos.topic, cfg.action.topic]

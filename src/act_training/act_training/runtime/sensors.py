@@ -1,14 +1,15 @@
-"""Turning raw sensor data into policy inputs (numpy only, no ROS imports).
+"""Raw sensor data -> arrays (numpy only, no ROS imports): the one decoder and joint picker.
 
-- `decode_image`: the fields of a `sensor_msgs/Image` (rgb8, bgr8, mono8, rgba8, bgra8) -> uint8
-  (H, W, 3) RGB, honouring the row `step` (padding) and without cv_bridge.
-- `resize_image`: to the policy's (H, W) (OpenCV INTER_AREA when available, else nearest).
-- `JointSelector`: picks and orders joints by name from a `sensor_msgs/JointState` (real drivers
-  publish extra joints, in any order).
+- `decode_image`: the fields of a `sensor_msgs/Image` (rgb8, bgr8, mono8, rgba8, bgra8, 8UC1,
+  8UC3) -> uint8 (H, W, 3) RGB, honouring the row `step` (padding) and without cv_bridge. Used
+  by the policy node (live frames) and the bag converter (recorded frames). Frames keep their
+  size: the processor pipeline (`runtime.pipeline`) crops and resizes.
+- `JointSelector`: picks and orders joints by name from `sensor_msgs/JointState`-like
+  (name[], position[]) data (real drivers publish extra joints, in any order).
 - `finite_vector`: rejects NaN/Inf and wrong sizes.
 
-Every check raises `InputError` with a message fit for a (throttled) warning; callers never let
-it escape a ROS callback.
+Every check raises `InputError` (a ValueError) with a message fit for a (throttled) warning;
+the node never lets it escape a ROS callback, the converter adds the bag and topic.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["InputError", "SUPPORTED_ENCODINGS", "decode_image", "resize_image", "JointSelector",
-           "finite_vector", "default_joint_names"]
+__all__ = ["InputError", "SUPPORTED_ENCODINGS", "decode_image", "JointSelector", "finite_vector",
+           "default_joint_names"]
 
 
 class InputError(ValueError):
@@ -64,21 +65,6 @@ def decode_image(encoding: str, height: int, width: int, step: int, data) -> np.
     return img.take(list(order), axis=2)  # a fresh C-contiguous array
 
 
-def resize_image(img: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """Resize (H, W, 3) uint8 to `size` = (H', W'); a no-op when it already matches."""
-    th, tw = int(size[0]), int(size[1])
-    if img.shape[:2] == (th, tw):
-        return img
-    try:
-        import cv2
-
-        return cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
-    except ImportError:  # pragma: no cover - opencv is a project dependency
-        ys = (np.arange(th) * img.shape[0] / th).astype(int)
-        xs = (np.arange(tw) * img.shape[1] / tw).astype(int)
-        return np.ascontiguousarray(img[ys][:, xs])
-
-
 def finite_vector(values, size: int | None = None, what: str = "vector") -> np.ndarray:
     """float64 copy of `values`, rejecting NaN/Inf and (if given) a wrong length."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -91,8 +77,10 @@ def finite_vector(values, size: int | None = None, what: str = "vector") -> np.n
 
 
 def default_joint_names(arm: int, policy_joints: Sequence[str]) -> list[str]:
-    """The MuJoCo bridge's naming: `arm<i>_<joint>` (e.g. arm1_waist)."""
-    return [f"arm{int(arm)}_{j}" for j in policy_joints]
+    """The MuJoCo bridge's names of `policy_joints` on `arm` (`mirror_arm_sim.cell.ros_joint_names`)."""
+    from mirror_arm_sim.cell import ros_joint_names
+
+    return ros_joint_names(arm, policy_joints)
 
 
 class JointSelector:
@@ -102,7 +90,9 @@ class JointSelector:
     the same list costs one dict lookup per message.
     """
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], what: str = "the message", hint: str = "") -> None:
+        """`names`: the joints to pick, in output order; `what` names the source and `hint` is
+        appended in missing-joint errors."""
         names = [str(n) for n in names]
         if not names:
             raise ValueError("JointSelector: no joint names given")
@@ -110,19 +100,19 @@ class JointSelector:
         if dup:
             raise ValueError(f"JointSelector: duplicate joint names {dup}")
         self.names = names
+        self.what, self.hint = what, hint
         self._cache_key: tuple[str, ...] | None = None
         self._cache_idx: np.ndarray | None = None
 
     def indices(self, msg_names: Sequence[str]) -> np.ndarray:
+        """Indices of `self.names` in `msg_names` (cached per distinct name list)."""
         key = tuple(msg_names)
         if key != self._cache_key:
             lookup = {n: i for i, n in enumerate(key)}
             missing = [n for n in self.names if n not in lookup]
             if missing:
-                raise InputError(
-                    f"joint_states lacks joints {missing}; it has {list(key)} "
-                    f"(set the 'joint_names' parameter to the robot's names)"
-                )
+                raise InputError(f"{self.what} lacks joints {missing}; it has {list(key)}"
+                                 + (f" ({self.hint})" if self.hint else ""))
             self._cache_idx = np.array([lookup[n] for n in self.names], dtype=np.int64)
             self._cache_key = key
         return self._cache_idx

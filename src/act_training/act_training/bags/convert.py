@@ -29,9 +29,11 @@ import numpy as np
 from mirror_arm_sim.hdf5_layout import DemoWriter, EpisodeAppender
 from tqdm import tqdm
 
-from act_training.bag_config import BagConfig, BagConfigError, parse_override
+from act_training.bags.mapping import BagConfig, BagConfigError, parse_override
+from act_training.runtime.pipeline import ResizeStep
+from act_training.runtime.sensors import InputError, JointSelector, decode_image
 
-log = logging.getLogger("act_training.bag_convert")
+log = logging.getLogger("act_training.bags.convert")
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -41,7 +43,6 @@ TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 CAMERA_TYPES = (IMAGE, COMPRESSED)
 QPOS_TYPES = (JOINT_STATE,)
 ACTION_TYPES = (JOINT_STATE, FLOAT_ARRAY, TRAJECTORY)
-IMAGE_ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "bgra8")
 # A header stamp this far from the receive time is on another clock (e.g. sim time).
 CLOCK_MISMATCH_NS = 5_000_000_000
 
@@ -76,29 +77,14 @@ def bag_size_bytes(path: Path) -> int:
 # decoding
 
 
-def decode_image(msg, msgtype: str, topic: str, size_hw: tuple[int, int]) -> np.ndarray:
-    """Image / CompressedImage message → RGB uint8 (H, W, 3) at `size_hw`."""
+def decode_frame(msg, msgtype: str, topic: str, size_hw: tuple[int, int]) -> np.ndarray:
+    """Image / CompressedImage message -> RGB uint8 (H, W, 3) at `size_hw`: raw images with the
+    project's one decoder (`runtime.sensors.decode_image`), resized with the pipeline's resize."""
     if msgtype == IMAGE:
-        enc = msg.encoding.lower()
-        if enc not in IMAGE_ENCODINGS:
-            raise BagError(
-                f"{topic}: unsupported image encoding '{msg.encoding}' (supported: {list(IMAGE_ENCODINGS)}"
-                " and CompressedImage jpeg/png)"
-            )
-        ch = 1 if enc == "mono8" else 4 if enc in ("rgba8", "bgra8") else 3
-        h, w, step = int(msg.height), int(msg.width), int(msg.step)
-        buf = np.asarray(msg.data, dtype=np.uint8)
-        if step < w * ch or buf.size < h * step:
-            raise BagError(f"{topic}: Image {w}x{h} {enc} step {step} has {buf.size} bytes, too few")
-        img = buf[: h * step].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-        if enc == "mono8":
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-        elif enc == "bgr8":
-            img = img[..., ::-1]
-        elif enc == "rgba8":
-            img = img[..., :3]
-        elif enc == "bgra8":
-            img = img[..., 2::-1]
+        try:
+            img = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        except InputError as e:
+            raise BagError(f"{topic}: {e} (or CompressedImage jpeg/png)") from None
     else:
         fmt = msg.format.lower()
         if fmt and not any(k in fmt for k in ("jpeg", "jpg", "png")) or "compresseddepth" in fmt:
@@ -109,11 +95,7 @@ def decode_image(msg, msgtype: str, topic: str, size_hw: tuple[int, int]) -> np.
         if bgr is None:
             raise BagError(f"{topic}: CompressedImage '{msg.format}' could not be decoded")
         img = bgr[..., ::-1]
-    H, W = size_hw
-    if img.shape[:2] != (H, W):
-        interp = cv2.INTER_AREA if img.shape[0] > H else cv2.INTER_LINEAR
-        img = cv2.resize(np.ascontiguousarray(img), (W, H), interpolation=interp)
-    return np.ascontiguousarray(img, dtype=np.uint8)
+    return ResizeStep(tuple(size_hw)).uint8(img)
 
 
 class JointExtractor:
@@ -121,25 +103,16 @@ class JointExtractor:
 
     def __init__(self, stream, msgtype: str, bag: Path):
         self.s, self.msgtype, self.bag = stream, msgtype, bag
-        self._index_cache: dict[tuple, np.ndarray] = {}
+        self._selector = JointSelector(stream.joints if stream.joints is not None else stream.names) \
+            if (stream.joints is not None or stream.names is not None) else None
         self.scale = np.asarray(stream.scale, np.float64) if stream.scale else None
         self.offset = np.asarray(stream.offset, np.float64) if stream.offset else None
 
     def _by_name(self, names, what: str) -> np.ndarray:
-        key = tuple(names)
-        idx = self._index_cache.get(key)
-        if idx is None:
-            s = self.s
-            wanted = s.joints if s.joints is not None else s.names
-            missing = [j for j in wanted if j not in key]
-            if missing:
-                raise BagError(
-                    f"{self.bag}: {s.key}: joint(s) {missing} not present in {what} on {s.topic} "
-                    f"(available: {list(key)})"
-                )
-            idx = np.array([key.index(j) for j in wanted], dtype=np.int64)
-            self._index_cache[key] = idx
-        return idx
+        try:
+            return self._selector.indices(names)
+        except InputError as e:
+            raise BagError(f"{self.bag}: {self.s.key}: {what} on {self.s.topic}: {e}") from None
 
     def __call__(self, msg) -> np.ndarray | None:
         s = self.s
@@ -510,7 +483,7 @@ class BagConverter:
         images = {}
         for c, s in zip(cfg.cameras, self.streams):
             if s.held_value is None:
-                s.held_value = decode_image(s.held[2], s.msgtype, s.topic, cfg.image_size)
+                s.held_value = decode_frame(s.held[2], s.msgtype, s.topic, cfg.image_size)
             images[c.name] = s.held_value
         qpos = self.streams[-2].held[2]
         action = self.streams[-1].held[2]

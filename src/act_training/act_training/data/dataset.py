@@ -29,8 +29,8 @@ import torch
 from mirror_arm_sim.hdf5_layout import LayoutError, LayoutInfo, image_key, read_layout
 from torch.utils.data import Dataset
 
-from .config import DataConfig
-from .normalize import NormStats
+from act_training.config import DataConfig
+from act_training.data.normalize import NormStats
 
 
 @dataclass

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, _section_from_dict
-from .normalize import NormStats
+from act_training.config import ModelConfig, _section_from_dict
+from act_training.data.normalize import NormStats
 
 CHECKPOINT_FORMAT = "act_training.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -114,7 +114,7 @@ def make_payload(model, config_dict: dict, stats: NormStats, joint_names, action
     """Everything a checkpoint carries, from a (possibly DDP-wrapped) ACT model."""
     model = getattr(model, "module", model)
     mc: ModelConfig = model.cfg
-    from .config import Config  # local: config -> checkpoint import order stays one-way
+    from act_training.config import Config  # local: config -> checkpoint import order stays one-way
 
     payload = {
         "model_config": Config(model=mc).to_dict()["model"],

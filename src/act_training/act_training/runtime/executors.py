@@ -1,6 +1,6 @@
 """Turning predicted action chunks into one action per control step (numpy only).
 
-Shared by the evaluator (`act_training.evaluate`) and the ROS policy node, so both execute a
+Shared by the evaluator (`act_training.evaluation.rollouts`) and the ROS policy node, so both execute a
 policy identically. Two strategies (docs/architecture.md, "Executors"):
 
 - `ChunkedExecutor`: query the policy, run the chunk's first `n_execute` actions open-loop,

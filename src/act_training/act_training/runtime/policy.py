@@ -9,10 +9,12 @@
     chunks = runtime.predict_chunk_batch(images={"top": uint8 (B, H, W, 3)}, qpos=(B, state_dim))
     # -> float32 (B, chunk_size, action_dim)
 
-Images of another size are resized (bilinear, antialiased) to the training size with the same
-function the trainer uses. Inference runs under torch.inference_mode with z = 0 (CVAE prior
-mean). Calls are serialised by a lock, so the runtime can be shared between a ROS timer and a
-worker thread; run it OFF the control-loop thread (see docs/architecture.md).
+Frames of any size go through `runtime.pipeline` (crop, then the one resize, then
+normalisation), the object the trainer's data path uses; the mirror is the caller's choice:
+`runtime.pipeline.with_mirror(map)` maps robot observations to the policy frame and back.
+Inference runs under torch.inference_mode with z = 0 (CVAE prior mean). Calls are serialised
+by a lock, so the runtime can be shared between a ROS timer and a worker thread; run it OFF the
+control-loop thread (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .model import ACT
-from .normalize import NormStats, prepare_images
+from act_training.data.normalize import NormStats
+from act_training.model.act import ACT
+from act_training.runtime.pipeline import Pipeline
+from act_training.training.checkpoint import CheckpointError, load_checkpoint
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -54,10 +57,7 @@ class ACTPolicyRuntime:
         self.frame_size: tuple[int, int] = tuple(cfg.frame_size)
         self.meta = dict(meta or {})
         self._lock = threading.Lock()
-        self._q_mean = torch.as_tensor(stats.qpos_mean, device=device)
-        self._q_std = torch.as_tensor(stats.qpos_std, device=device)
-        self._a_mean = torch.as_tensor(stats.action_mean, device=device)
-        self._a_std = torch.as_tensor(stats.action_std, device=device)
+        self.pipeline = Pipeline.from_model(cfg, stats, camera_names=self.camera_names)  # no mirror
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> ACTPolicyRuntime:
@@ -100,11 +100,10 @@ class ACTPolicyRuntime:
             ims.append(torch.from_numpy(np.ascontiguousarray(im)))
         with self._lock, torch.inference_mode():
             # per camera (cameras may differ in size): uint8 (B, H, W, 3) -> float (B, 3, h, w)
-            x = torch.stack([prepare_images(im.to(self.device), self.image_size, self.crop)
-                             for im in ims], dim=1)
-            qt = (torch.from_numpy(q).to(self.device) - self._q_mean) / self._q_std
+            x = torch.stack([self.pipeline.network_images(im.to(self.device)) for im in ims], dim=1)
+            qt = self.pipeline.network_qpos(torch.from_numpy(q).to(self.device))
             a, _, _ = self.model(x, qt)
-            a = a.float() * self._a_std + self._a_mean
+            a = self.pipeline.network_actions(a.float())
             return a.cpu().numpy().astype(np.float32, copy=False)
 
     def _get(self, images: Mapping[str, np.ndarray], cam: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Timing of a preset on this machine: train step, data loading, batch-1 inference, dataset RSS.
 
-    python -m act_training.bench --preset cpu [--steps 5] [--amp off|bf16] [--data demos.hdf5]
-    python -m act_training.bench --rss --demos 200 --T 300     # dataset peak RSS, 96 px file
+    python -m act_training.training.bench --preset cpu [--steps 5] [--amp off|bf16] [--data demos.hdf5]
+    python -m act_training.training.bench --rss --demos 200 --T 300     # dataset peak RSS, 96 px file
 
 Numbers go to stdout as JSON (docs/training.md quotes them). Without --data a synthetic 96 px
 file is written to a temporary directory.
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import make_config
-from .dataset import make_datasets
-from .model import ACT, act_loss, count_parameters
-from .normalize import prepare_images
-from .synthetic import write_synthetic_demos
+from act_training.config import make_config
+from act_training.data.dataset import make_datasets
+from act_training.data.synthetic import write_synthetic_demos
+from act_training.model.act import ACT, act_loss, count_parameters
+from act_training.runtime.pipeline import Pipeline
 
 
 def _median_time(fn, n: int, warmup: int = 1, clock=time.perf_counter) -> float:
@@ -63,7 +63,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
     dtype = torch.bfloat16 if amp == "bf16" else None
 
     def step():
-        im = prepare_images(batch["images"], mc.image_size, mc.crop)
+        im = Pipeline.from_model(mc).network_images(batch["images"])
         ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
         with ctx:
             a, mu, lv = model(im, batch["qpos"], batch["actions"], batch["action_is_pad"])
@@ -82,7 +82,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
 
     def infer():
         with torch.inference_mode():
-            model(prepare_images(one, mc.image_size, mc.crop), q1)
+            model(Pipeline.from_model(mc).network_images(one), q1)
 
     t_inf = _median_time(infer, 20, warmup=3)
     return {
@@ -119,7 +119,7 @@ def bench_rss(demos: int, T: int, samples: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m act_training.bench")
+    p = argparse.ArgumentParser(prog="python -m act_training.training.bench")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--amp", default="off", choices=["off", "bf16"])

@@ -9,10 +9,11 @@ Stages, each resumable (a finished stage leaves `<out>/stages/<name>.json`, writ
 after its outputs, and is skipped next time unless its inputs changed):
 
     demos    `mirror_arm_sim.generate_demos` on arm 0            -> <out>/data/demos_arm0.hdf5
-    train    `act_training.train.train(cfg)`                     -> <out>/train/ (a killed run
+    train    `act_training.training.train.train(cfg)`      -> <out>/train/ (a killed run
              resumes from its last checkpoint)
-    eval:*   `act_training.evaluate.evaluate` per (arm, executor, mirror) -> <out>/eval/<label>.json
-    report   `act_training.report.write_report`                  -> <out>/report/
+    eval:*   `act_training.evaluation.rollouts.evaluate`   -> <out>/eval/<label>.json, one per
+             (arm, executor, mirror)
+    report   `act_training.evaluation.report.write_report` -> <out>/report/
 
 See docs/transfer.md.
 """
@@ -31,14 +32,14 @@ from pathlib import Path
 
 import yaml
 
-from act_training.evaluate import EvalResult, evaluate
+from act_training.evaluation.rollouts import EvalResult, evaluate
 
 # --------------------------------------------------------------------------------------------
 # Presets
 # --------------------------------------------------------------------------------------------
 # demos: passed to the sim's demo generator; train: overrides of act_training's training
 # config (a preset name plus field overrides); eval: the evaluation matrix.
-PRESETS: dict[str, dict] = {
+TRANSFER_PRESETS: dict[str, dict] = {
     # cpu: the top camera rendered at 128 px, and the network sees only its left half (arm 0's
     # side; for arm 1 the left half of the flipped frame) at full resolution: 128x64 input, 8x4
     # image tokens. Cheaper than the whole frame at 96 px and finer where the cube and target
@@ -86,7 +87,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
-    cfg = copy.deepcopy(PRESETS[args.preset])
+    cfg = copy.deepcopy(TRANSFER_PRESETS[args.preset])
     cfg["preset"] = args.preset
     cfg["quick"] = bool(args.quick)
     if args.quick:
@@ -216,7 +217,7 @@ def stage_train(
     if marker and Path(marker["outputs"]["checkpoint"]).is_file():
         _log(f"train: done ({marker['outputs']['checkpoint']})")
         return marker["outputs"], key, marker["seconds"]
-    from act_training.train import train
+    from act_training.training.train import train
 
     train_dir = out / "train"
     key_file = train_dir / "stage_key.txt"
@@ -281,7 +282,7 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: 
             timings[name] = marker["seconds"]
             continue
         if "runtime" not in runtime_cache:
-            from act_training.policy import ACTPolicyRuntime
+            from act_training.runtime.policy import ACTPolicyRuntime
 
             runtime_cache["runtime"] = ACTPolicyRuntime.load(checkpoint, device="cpu")
         runtime = runtime_cache["runtime"]
@@ -311,13 +312,13 @@ def _import_torch_before_rendering() -> None:
     import torch  # noqa: F401
     import torchvision  # noqa: F401
 
-    import act_training.policy  # noqa: F401
-    import act_training.train  # noqa: F401
+    import act_training.runtime.policy  # noqa: F401
+    import act_training.training.train  # noqa: F401
 
 
 def run(cfg: dict, out: str | Path) -> Path:
     """Run (or resume) every stage; return the report.md path."""
-    from act_training.report import write_report
+    from act_training.evaluation.report import write_report
 
     _import_torch_before_rendering()
     out = Path(out).resolve()
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The transfer experiment: demos on arm 0 -> train ACT -> evaluate arm 0 and "
         "mirrored arm 1.",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--preset", choices=sorted(TRANSFER_PRESETS), default="cpu")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: few demos, tiny model, few steps, 2 trials")
     p.add_argument("--out", required=True, help="run directory (re-running resumes it)")

@@ -2,9 +2,9 @@
 
     act_train --data demos.hdf5 --preset cpu --out runs/x [--steps N] [--resume]
               [--set model.hidden_dim=128 --set train.lr=1e-4 ...]
-    torchrun --nproc_per_node=N -m act_training.train --data ... --out ...   # same flags
+    torchrun --nproc_per_node=N -m act_training.training.train --data ... --out ...   # same flags
 
-    from act_training.train import train
+    from act_training.training.train import train
     policy_path = train(cfg)            # -> <out>/policy.pt (or last.pt when train.stop_at hits)
 
 Writes into <out>:
@@ -37,11 +37,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .checkpoint import CheckpointError, check_compatible, load_checkpoint, make_payload, save_checkpoint
-from .config import PRESETS, Config, ConfigError, ModelConfig, apply_overrides, get_preset
-from .dataset import make_datasets
-from .model import ACT, act_loss, count_parameters
-from .normalize import NormStats, prepare_images
+from act_training.config import PRESETS, Config, ConfigError, ModelConfig, apply_overrides, get_preset
+from act_training.data.dataset import make_datasets
+from act_training.data.normalize import NormStats
+from act_training.model.act import ACT, act_loss, count_parameters
+from act_training.runtime.pipeline import Pipeline
+from act_training.training.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    make_payload,
+    save_checkpoint,
+)
 
 CSV_COLUMNS = ["step", "split", "loss", "l1", "kl", "l1_prior", "lr", "grad_norm", "samples_per_s",
                "step_time_s", "data_wait_frac", "wall_time_s"]
@@ -214,7 +221,7 @@ def complete_model_config(mc: ModelConfig, cameras, state_dim: int, action_dim: 
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(model: ACT, dataset, cfg: Config, device, amp_dtype) -> dict:
+def validation_loss(model: ACT, dataset, cfg: Config, device, amp_dtype) -> dict:
     """Validation on a fixed, evenly spaced subset of held-out samples.
 
     loss / l1 / kl: the training objective (posterior z); l1_prior: L1 with z = 0, as at inference.
@@ -235,7 +242,7 @@ def _evaluate(model, dataset, idx, cfg, device, amp_dtype, was_training) -> dict
     bs = cfg.train.batch_size
     for s in range(0, n, bs):
         batch = torch.utils.data.default_collate([dataset[int(i)] for i in idx[s:s + bs]])
-        b = _to_device(batch, device, model.cfg.image_size, model.cfg.crop)
+        b = _to_device(batch, device, model.cfg)
         with _autocast(device, amp_dtype):
             a, mu, lv = model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
             a0, _, _ = model(b["images"], b["qpos"])
@@ -253,10 +260,12 @@ def _autocast(device: torch.device, dtype):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def _to_device(batch: dict, device, image_size, crop=None) -> dict:
+def _to_device(batch: dict, device, model_cfg: ModelConfig) -> dict:
+    """A collated batch on `device`, images through the pipeline's crop + resize (the runtime's)."""
     nb = device.type == "cuda"
+    images = Pipeline.from_model(model_cfg).network_images(batch["images"].to(device, non_blocking=nb))
     return {
-        "images": prepare_images(batch["images"].to(device, non_blocking=nb), image_size, crop),
+        "images": images,
         "qpos": batch["qpos"].to(device, non_blocking=nb),
         "actions": batch["actions"].to(device, non_blocking=nb),
         "action_is_pad": batch["action_is_pad"].to(device, non_blocking=nb),
@@ -400,7 +409,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
                 batch = next(it)
             batches_in_epoch += 1
             t_data = time.perf_counter() - t0
-            b = _to_device(batch, device, mc.image_size, mc.crop)
+            b = _to_device(batch, device, mc)
             with _autocast(device, amp_dtype):
                 a, mu, lv = ddp_model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
             ls = act_loss(a, b["actions"], b["action_is_pad"], mu, lv, mc.kl_weight)
@@ -446,7 +455,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
             last_step = step == stop
             eval_now = (tc.eval_every and step % tc.eval_every == 0) or last_step
             if is_main and val_ds is not None and eval_now:
-                v = evaluate(model, val_ds, cfg, device, amp_dtype)
+                v = validation_loss(model, val_ds, cfg, device, amp_dtype)
                 metrics.log({"step": step, "split": "val", **v, "wall_time_s": time.perf_counter() - t_start})
                 if pbar is not None:
                     pbar.write(f"[act_train] step {step}: val loss {v['loss']:.4f} l1 {v['l1']:.4f} "
@@ -523,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["train", "main", "evaluate", "TrainingDiverged", "ResumableSampler"]
+__all__ = ["train", "main", "validation_loss", "TrainingDiverged", "ResumableSampler"]
 
 if __name__ == "__main__":
     sys.exit(main())

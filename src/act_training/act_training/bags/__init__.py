@@ -1,0 +1,1 @@
+"""Bags: the bag mapping config, recording (rclpy + rosbags), conversion to HDF5."""

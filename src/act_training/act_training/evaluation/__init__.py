@@ -1,0 +1,1 @@
+"""Evaluation stage: rollouts in the MuJoCo cell, results, the report."""

@@ -1,0 +1,1 @@
+"""Experiments: the arm-0 -> mirrored-arm-1 transfer experiment."""

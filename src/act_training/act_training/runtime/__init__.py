@@ -1,0 +1,1 @@
+"""Runtime stage: the policy runtime and the executors; the only part the policy node imports."""

@@ -1,0 +1,178 @@
+"""The one observation/action pipeline, from robot to network and back.
+
+    robot observation -> MirrorStep -> CropStep -> ResizeStep -> NormalizeStep -> model
+    model output      -> NormalizeStep.inverse -> MirrorStep (its own inverse) -> robot command
+
+Each step is a small object; `Pipeline` holds them, is built from the model config and the
+normalisation statistics stored in the checkpoint (`Pipeline.from_model`), and is used
+unchanged by the trainer's data path (`network_images`), the policy runtime, the in-process
+evaluator and the policy node (`to_policy` / `to_robot`). Nothing else in `src/` resizes images:
+the bag converter stores frames at the mapping's size with `ResizeStep.uint8`.
+
+Shapes: camera frames uint8 (..., H, W, 3) of any size; network images float32 (..., 3, h, w) in
+[0, 1] with (h, w) = the model's `image_size`; qpos (..., state_dim), actions (..., action_dim),
+in joint units (rad, m) on the robot side and normalised on the network side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from act_training.data.normalize import NormStats
+
+__all__ = ["MirrorStep", "CropStep", "ResizeStep", "NormalizeStep", "Pipeline"]
+
+
+class MirrorStep:
+    """Robot frame <-> policy frame through a mirror map (`mirror_arm_sim.mirror_map.MirrorMap`).
+
+    For arm 1 driven by a policy trained on arm 0, the policy sees mirror(observation) (images
+    swapped/flipped, qpos mirrored) and the arm receives mirror(action); the map is an
+    involution, so the same call is its own inverse. `mirror_map=None` is the identity (arm 0,
+    or the no-mirror control).
+    """
+
+    def __init__(self, mirror_map=None, camera_names: Sequence[str] | None = None) -> None:
+        self.mirror_map = mirror_map
+        self.camera_names = list(camera_names) if camera_names is not None else None
+
+    @property
+    def mirrored(self) -> bool:
+        return self.mirror_map is not None
+
+    def observation(self, images: Mapping[str, np.ndarray], qpos) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Robot-side {camera: uint8 (..., H, W, 3)}, qpos (..., D) -> the policy-side pair (qpos
+        float32). Only `camera_names` are kept (all given cameras when it is None)."""
+        cams = self.camera_names if self.camera_names is not None else list(images)
+        missing = [c for c in cams if c not in images]
+        if missing:
+            raise ValueError(f"missing camera images {missing}")
+        imgs = {c: images[c] for c in cams}
+        q = np.asarray(qpos, dtype=np.float32)
+        if self.mirror_map is not None:
+            imgs = self.mirror_map.images(imgs)
+            q = self.mirror_map.qpos(q)
+        return imgs, q
+
+    def action(self, action) -> np.ndarray:
+        """Policy-side action(s) (..., A) -> robot-side joint targets (float32)."""
+        a = np.asarray(action, dtype=np.float32)
+        return self.mirror_map.action(a) if self.mirror_map is not None else a
+
+
+@dataclass(frozen=True)
+class CropStep:
+    """Keep the window (top, left, height, width), fractions of the frame; None = the whole frame.
+    Taken after the mirror step, so a left-half crop sees arm 0's side or mirrored arm 1's."""
+
+    crop: tuple[float, float, float, float] | None = None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., H, W, 3) -> uint8 (..., h', w', 3) (a view)."""
+        if self.crop is None:
+            return images
+        H, W = images.shape[-3], images.shape[-2]
+        t, lf = round(self.crop[0] * H), round(self.crop[1] * W)
+        h, w = max(1, round(self.crop[2] * H)), max(1, round(self.crop[3] * W))
+        return images[..., t:t + h, lf:lf + w, :]
+
+
+
+@dataclass(frozen=True)
+class ResizeStep:
+    """The one resize: uint8 (..., H, W, 3) -> float32 (..., 3, h, w) in [0, 1], bilinear with
+    antialiasing (torch), a plain conversion when the size already matches or `size` is None."""
+
+    size: tuple[int, int] | None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"images must be uint8 (..., H, W, 3), got {images.dtype}")
+        if images.ndim < 3 or images.shape[-1] != 3:
+            raise ValueError(f"images must be (..., H, W, 3), got {tuple(images.shape)}")
+        lead = images.shape[:-3]
+        x = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float().div_(255.0)
+        if self.size is not None and tuple(x.shape[-2:]) != tuple(self.size):
+            x = F.interpolate(x, size=tuple(self.size), mode="bilinear", align_corners=False, antialias=True)
+            x = x.clamp_(0.0, 1.0)
+        return x.reshape(*lead, 3, x.shape[-2], x.shape[-1]).contiguous()
+
+    def uint8(self, image: np.ndarray) -> np.ndarray:
+        """One uint8 (H, W, 3) frame -> uint8 (h, w, 3): the same resize, rounded back to bytes
+        (what the bag converter stores)."""
+        if self.size is None or tuple(image.shape[:2]) == tuple(self.size):
+            return np.ascontiguousarray(image, dtype=np.uint8)
+        x = self(torch.from_numpy(np.ascontiguousarray(image)))
+        return x.mul_(255.0).round_().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+@dataclass(frozen=True)
+class NormalizeStep:
+    """qpos -> (qpos - mean) / std; its inverse maps network actions back to joint units."""
+
+    stats: NormStats
+
+    def qpos(self, q):
+        """qpos (..., state_dim) numpy or tensor -> normalised, same type."""
+        return self.stats.normalize_qpos(q)
+
+    def actions(self, a):
+        """Actions (..., action_dim) in joint units -> normalised (training targets)."""
+        return self.stats.normalize_actions(a)
+
+    def inverse(self, a):
+        """Network actions (..., action_dim) -> joint units."""
+        return self.stats.unnormalize_actions(a)
+
+
+class Pipeline:
+    """Mirror, crop, resize, normalise and their inverses; see the module docstring."""
+
+    def __init__(self, crop: CropStep, resize: ResizeStep, normalize: NormalizeStep | None,
+                 mirror: MirrorStep | None = None) -> None:
+        self.mirror = mirror or MirrorStep()
+        self.crop = crop
+        self.resize = resize
+        self.normalize = normalize
+
+    @classmethod
+    def from_model(cls, model_cfg, stats: NormStats | None = None, mirror_map=None,
+                   camera_names: Sequence[str] | None = None) -> Pipeline:
+        """From a ModelConfig (image_size, crop, camera_names) and the checkpoint's statistics."""
+        return cls(CropStep(tuple(model_cfg.crop) if model_cfg.crop else None),
+                   ResizeStep(tuple(model_cfg.image_size) if model_cfg.image_size else None),
+                   NormalizeStep(stats) if stats is not None else None,
+                   MirrorStep(mirror_map, camera_names or model_cfg.camera_names or None))
+
+    def with_mirror(self, mirror_map) -> Pipeline:
+        """The same pipeline for a deployment that does (or, with None, does not) mirror."""
+        mirror = MirrorStep(mirror_map, self.mirror.camera_names)
+        return Pipeline(self.crop, self.resize, self.normalize, mirror)
+
+    # robot <-> policy frame ----------------------------------------------------------------
+    def to_policy(self, images: Mapping[str, np.ndarray], qpos) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Robot-side observation -> policy-side (mirrored on a mirrored deployment)."""
+        return self.mirror.observation(images, qpos)
+
+    def to_robot(self, action) -> np.ndarray:
+        """Policy-side action(s) (..., A) -> robot-side joint targets."""
+        return self.mirror.action(action)
+
+    # policy frame <-> network ----------------------------------------------------------------
+    def network_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., H, W, 3) of any size -> float32 (..., 3, h, w): crop, then resize."""
+        return self.resize(self.crop(images))
+
+    def network_qpos(self, q):
+        """qpos (..., state_dim) -> normalised."""
+        return self.normalize.qpos(q)
+
+    def network_actions(self, a):
+        """Normalised network actions (..., action_dim) -> joint units (policy frame)."""
+        return self.normalize.inverse(a)
+

@@ -1,0 +1,1 @@
+"""Training stage: the training loop, checkpoints, timing of a preset."""
