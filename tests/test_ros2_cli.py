@@ -57,7 +57,7 @@ def test_transfer_eval_launch_runs_to_the_end_like_act_evaluate(tmp_path):
     ros = json.loads((tmp_path / "ros.json").read_text())
     assert ros["seeds"] == [1000, 1001]  # the launch file's default seed
 
-    ev = subprocess.run([sys.executable, "-m", "act_training.evaluate", "--checkpoint", str(ckpt),
+    ev = subprocess.run([sys.executable, "-m", "act_training.evaluation.rollouts", "--checkpoint", str(ckpt),
                          "--arm", "1", "--mode", "ensemble", "--trials", "2", "--seed", "1000",
                          "--max-steps", str(MAX_STEPS), "--n-envs", "1",
                          "--json", str(tmp_path / "inproc.json")],
@@ -175,7 +175,7 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
 @pytest.mark.slow
 @pytest.mark.ros
 def test_record_demos_launch_records_the_mapping_topics(tmp_path):
-    from act_training.bag_record import topics_from_mapping
+    from act_training.bags.record import topics_from_mapping
     from rosbags.highlevel import AnyReader
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
