@@ -70,7 +70,7 @@ def test_launch_file_parses_and_arguments_are_consistent(path):
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launched_executables_exist(path):
     tree = ast.parse(path.read_text())
-    nodes = calls(tree, "Node")
+    nodes = calls(tree, "Node") + calls(tree, "LifecycleNode")
     assert nodes
     for c in nodes:
         pkg, exe = kw(c, "package"), kw(c, "executable")
@@ -79,9 +79,9 @@ def test_launched_executables_exist(path):
 
 
 def node_parameters():
-    from act_policy_node.policy_node import PARAMETERS
+    from act_policy_node.params import NodeParams
 
-    return set(PARAMETERS) | {"use_sim_time"}
+    return {name for name, *_ in NodeParams.specs()} | {"use_sim_time"}
 
 
 def bridge_parameters():
@@ -111,7 +111,10 @@ def test_parameter_files_exist_and_match_declared_parameters():
     assert yaml_params(SRC / "act_policy_node" / "config" / "sim_arm1.yaml")["arm"] == 1
     phys = yaml_params(SRC / "act_policy_node" / "config" / "physical_pair.yaml")
     assert len(phys["joint_names"]) == len(phys["joint_lower_limits"]) == len(phys["joint_upper_limits"]) == 7
-    assert phys["enabled_on_start"] is False and phys["max_step"] > 0
+    # a physical arm: the operator activates, every joint is rate limited and must stay so
+    assert phys["autostart"] is False and phys["require_rate_limit"] is True
+    assert len(phys["max_step"]) == 7 and min(phys["max_step"]) > 0
+    assert phys["max_step"][-1] != phys["max_step"][0], "the gripper (m) has its own step"
     bridge = yaml_params(SRC / "mirror_arm_sim" / "config" / "mujoco_bridge.yaml")
     assert set(bridge) <= bridge_parameters() and bridge["lockstep"] is True
 
@@ -126,7 +129,7 @@ def test_transfer_eval_wiring():
     for arm in (0, 1):
         assert (SRC / "act_policy_node" / "config" / f"sim_arm{arm}.yaml").is_file()
     # inline parameter dicts only set declared parameters
-    for c in calls(tree, "Node"):
+    for c in calls(tree, "Node") + calls(tree, "LifecycleNode"):
         exe = kw(c, "executable").value
         params = kw(c, "parameters")
         allowed = {"act_policy_node": node_parameters(), "mirror_arm_bridge": bridge_parameters()}.get(exe)
@@ -165,8 +168,10 @@ def test_launch_file_loads_with_ros2_launch(path):
 
 def test_every_parameter_is_documented():
     pytest.importorskip("rclpy")
-    from act_policy_node.policy_node import PARAMETERS as NODE
+    from act_policy_node.params import NodeParams
     from mirror_arm_sim.bridge_node import PARAMETERS as BRIDGE
+
+    NODE = {name: (default, doc) for name, default, doc, _ in NodeParams.specs()}
 
     doc = (ROOT / "docs" / "ros.md").read_text()
     missing = [p for p in [*NODE, *BRIDGE] if f"`{p}`" not in doc]

@@ -4,8 +4,9 @@
   node and evaluator to the end; its per-seed results equal `act_evaluate`'s and the commands the
   arm received equal the in-process mirrored loop's;
 - `ros2 launch act_policy_node policy_node.launch.py` with a physical-pair-style params file, then
-  the commands docs/ros.md gives an operator: `ros2 service call .../enable`, `ros2 topic echo
-  --once /status`, `ros2 param get/set`;
+  the commands docs/ros.md gives an operator: `ros2 lifecycle get/set` (activate, deactivate),
+  `ros2 service call .../enable`, `ros2 topic echo --once /status`, `ros2 param get/set` (the
+  read_only ones refused);
 - `ros2 launch launch/record_demos.launch.py mode:=sim` records the mapping's topics into a bag;
 - `ros2 run` of every executable of the three packages.
 
@@ -136,33 +137,48 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
                          "joint_states_topic:=/joint_states"], tmp_path / "launch.log")
     try:
         launch.wait_for(r"ACT policy on arm 1 \(mirrored\)", timeout=120)
-        # starts disabled: idle, and nothing reaches the controller
+        # the launch file configured it; it waits for the operator: inactive, idle, no command
+        res = ros2_until(["lifecycle", "get", *NO_DAEMON, "/act_policy_node"],
+                         lambda r: r.returncode == 0 and "inactive" in r.stdout, timeout=60)
         echo_status("mode_name", "idle")
-        assert not cmds, "commands before the operator enabled the node"
+        assert not cmds, "commands before the operator activated the node"
 
-        res = ros2("service", "call", "/act_policy_node/enable", "std_srvs/srv/SetBool", "{data: true}",
-                   timeout=60)
-        assert "success=True" in res.stdout, res.stdout
+        res = ros2("lifecycle", "set", *NO_DAEMON, "/act_policy_node", "activate", timeout=60)
+        assert "Transitioning successful" in res.stdout, res.stdout
+        assert "active [3]" in ros2("lifecycle", "get", *NO_DAEMON, "/act_policy_node").stdout
         assert wait_for(lambda: len(cmds) >= 20, 60), "no commands on /right_arm_controller/commands"
         echo_status("mode_name", "running")
         with lock:
             got = np.asarray(cmds)
-        step = float(params["max_step"])
+        step = np.asarray(params["max_step"])  # per joint: the gripper (m) has its own
         assert np.all(np.abs(got[0] - Q_RIGHT) <= step + 1e-9), "first command not within max_step of qpos"
         assert np.all(np.abs(np.diff(got, axis=0)) <= step + 1e-9)
         lo, hi = np.asarray(params["joint_lower_limits"]), np.asarray(params["joint_upper_limits"])
         assert np.all(got >= lo - 1e-12) and np.all(got <= hi + 1e-12)
 
         res = ros2("param", "get", *NO_DAEMON, "/act_policy_node", "max_step")
-        assert res.stdout.strip() == f"Double value is: {step}", res.stdout
+        assert "Double array value is" in res.stdout and "0.002" in res.stdout, res.stdout
+        # start-up parameters are read_only: setting one fails instead of changing nothing
+        res = ros2("param", "set", *NO_DAEMON, "/act_policy_node", "max_step", "[0.5]", check=False)
+        assert "Setting parameter failed" in res.stdout and "read-only" in res.stdout, res.stdout
         res = ros2("param", "set", *NO_DAEMON, "/act_policy_node", "warn_throttle_s", "1.0")
         assert "Set parameter successful" in res.stdout, res.stdout
         res = ros2("param", "get", *NO_DAEMON, "/act_policy_node", "warn_throttle_s")
         assert res.stdout.strip() == "Double value is: 1.0", res.stdout
 
+        # pause / resume while active, then the operator stops it
         res = ros2("service", "call", "/act_policy_node/enable", "std_srvs/srv/SetBool", "{data: false}")
         assert "success=True" in res.stdout, res.stdout
         echo_status("mode_name", "idle")
+        res = ros2("service", "call", "/act_policy_node/enable", "std_srvs/srv/SetBool", "{data: true}")
+        assert "success=True" in res.stdout, res.stdout
+        echo_status("mode_name", "running")
+        res = ros2("lifecycle", "set", *NO_DAEMON, "/act_policy_node", "deactivate")
+        assert "Transitioning successful" in res.stdout, res.stdout
+        echo_status("mode_name", "idle")
+        n_off = len(cmds)
+        res = ros2("lifecycle", "get", *NO_DAEMON, "/act_policy_node")  # takes a moment: no command meanwhile
+        assert "inactive [2]" in res.stdout and len(cmds) <= n_off + 1, (res.stdout, len(cmds) - n_off)
     finally:
         rc = launch.interrupt()
         probe.close()

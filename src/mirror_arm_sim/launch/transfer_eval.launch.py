@@ -2,7 +2,7 @@
 
     ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
         [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [sim:=mujoco|gazebo] \
-        [trials:=20] [seed:=1000]
+        [realtime:=false] [trials:=20] [seed:=1000]
 
 Starts the simulator bridge, the policy node (act_policy_node, params
 act_policy_node/config/sim_arm<arm>.yaml) and the evaluator (mirror_arm_ros_eval), which runs
@@ -11,9 +11,11 @@ evaluator exits.
 
 sim:=mujoco (default): the MuJoCo bridge in LOCKSTEP mode (simulated time advances one control
 step per command) and the node with lockstep:=true, so the figures equal `act_evaluate`'s on the
-same seeds (docs/ros.md). sim:=gazebo: includes gazebo_cell.launch.py (Gazebo + ros_gz_bridge +
-the adapter, named mirror_arm_bridge like the MuJoCo bridge) and runs the node on its timer with
-use_sim_time:=true.
+same seeds (docs/ros.md). realtime:=true: as a robot runs, the bridge steps on its own 50 Hz
+timer with the latest command and the node runs on its control timer (inference off the tick).
+The node is a lifecycle node; its sim parameter files set autostart (configure + activate).
+sim:=gazebo: includes gazebo_cell.launch.py (Gazebo + ros_gz_bridge + the adapter, named
+mirror_arm_bridge like the MuJoCo bridge) and runs the node on its timer with use_sim_time:=true.
 """
 
 from launch.actions import (
@@ -28,7 +30,7 @@ from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import EqualsSubstitution, LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -46,6 +48,8 @@ ARGUMENTS = [
     ("image_size", "128,128", "camera frame size H,W (the policy's frame_size)", None),
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
+    ("realtime", "false", "mujoco: bridge on its own 50 Hz timer, node on its timer (as on a robot)",
+     ["true", "false"]),
     ("result_json", "", "write per-trial results here (empty: do not)", None),
     ("record_commands", "", "write every command the arm received, per episode, here (.npz; empty: do not)",
      None),
@@ -60,6 +64,7 @@ def _nodes(context, *args, **kwargs):
     checkpoint, command_type = arg("checkpoint"), arg("command_type")
     size = [int(v) for v in arg("image_size").split(",")]
     mujoco = sim == "mujoco"
+    lockstep = mujoco and arg("realtime") != "true"
     actions = []
     if mujoco:
         bridge_yaml = PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "config",
@@ -67,13 +72,13 @@ def _nodes(context, *args, **kwargs):
         actions.append(Node(
             package="mirror_arm_sim", executable="mirror_arm_bridge", name="mirror_arm_bridge",
             output="screen", parameters=[bridge_yaml,
-                        {"arm": arm, "image_size": size, "lockstep": True, "command_type": command_type,
+                        {"arm": arm, "image_size": size, "lockstep": lockstep, "command_type": command_type,
                          "max_episode_steps": int(arg("max_episode_steps"))}]))
     node_yaml = PathJoinSubstitution([FindPackageShare("act_policy_node"), "config", f"sim_arm{arm}.yaml"])
-    actions.append(Node(
-        package="act_policy_node", executable="act_policy_node", name="act_policy_node", output="screen",
-        parameters=[node_yaml,
-                    {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": mujoco,
+    actions.append(LifecycleNode(
+        package="act_policy_node", executable="act_policy_node", name="act_policy_node", namespace="",
+        output="screen", parameters=[node_yaml,
+                    {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": lockstep,
                      "query_period": int(arg("query_period")), "n_execute": int(arg("n_execute")),
                      "command_type": command_type, "use_sim_time": not mujoco}]))
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
