@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 
 __all__ = ["NodeConfigError", "NodeParams", "DYNAMIC", "COMMAND_TYPES", "EXECUTIONS"]
 
-COMMAND_TYPES = ("float64_array", "joint_trajectory", "joint_trajectory_chunk")
+COMMAND_TYPES = ("float64_array", "joint_trajectory")
 EXECUTIONS = ("chunked", "ensemble")
 ON_STALE = ("hold", "silent")
 LIMIT_SOURCES = ("cell", "params", "none")
@@ -65,14 +65,10 @@ class NodeParams:
                               "Lockstep mode never prefetches.")
     prefetch_margin_ticks: int = _p(1, "Prefetch: ticks added to the inference time in ticks (>= 0).")
     command_type: str = _p("float64_array", "Command message: 'float64_array' (std_msgs/Float64MultiArray, "
-                                            "forward position controller), 'joint_trajectory' (one point "
-                                            "per tick) or 'joint_trajectory_chunk' (the rest of the chunk "
-                                            "as a multi-point trajectory with time_from_start, for "
-                                            "ros2_control's JointTrajectoryController).")
+                                            "forward position controller) or 'joint_trajectory' (one point "
+                                            "per tick).")
     trajectory_time_from_start: float = _p(0.0, "joint_trajectory: the point's time_from_start in s "
                                                 "(0 = one tick).")
-    trajectory_points: int = _p(0, "joint_trajectory_chunk: points per trajectory (0 = the whole rest of "
-                                   "the chunk), spaced one tick apart.")
     lockstep: bool = _p(False, "Tick once per complete observation (all inputs with the same header stamp) "
                                "instead of a timer; inference is awaited. For deterministic evaluation with "
                                "the MuJoCo bridge in lockstep mode.")
@@ -138,7 +134,7 @@ class NodeParams:
             raise bad("arm", "0 or 1")
         if not (self.control_rate > 0 and math.isfinite(self.control_rate)):
             raise bad("control_rate", "a rate > 0 Hz")
-        for name in ("prefetch_margin_ticks", "n_execute", "trajectory_points", "inference_threads"):
+        for name in ("prefetch_margin_ticks", "n_execute", "inference_threads"):
             if getattr(self, name) < 0:
                 raise bad(name, ">= 0")
         for name in ("query_period", "executor_threads", "max_inference_failures"):
