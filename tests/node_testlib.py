@@ -22,9 +22,11 @@ HOME = [0.0, -0.6, 0.9, 0.0, 0.6, 0.0, 0.03]  # a plausible pose near the cell's
 
 
 def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chunk_size: int = 8,
-                         seed: int = 0, action_std: float = 0.05, preset: str = "tiny", crop=None) -> Path:
+                         seed: int = 0, action_std: float = 0.05, preset: str = "tiny", crop=None,
+                         deployment=None) -> Path:
     """An untrained ACT checkpoint (seeded weights; `preset` sizes) in the real checkpoint format.
-    With `crop` the network sees that window of the frame at `image_size`."""
+    With `crop` the network sees that window of the frame at `image_size`; `deployment` (a
+    runtime.deployment.Deployment) is stored as its deployment defaults."""
     import torch
     from act_training.config import get_preset
     from act_training.data.normalize import NormStats
@@ -40,7 +42,8 @@ def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chun
     home = np.asarray(default_cell().arm.home, dtype=np.float32)
     stats = NormStats(qpos_mean=home, qpos_std=np.full(7, 0.3), action_mean=home,
                       action_std=np.full(7, action_std))
-    payload = make_payload(model, {"preset": preset}, stats, ARM_JOINTS, ARM_JOINTS, layout_version=1, step=0)
+    payload = make_payload(model, {"preset": preset}, stats, ARM_JOINTS, ARM_JOINTS, layout_version=1, step=0,
+                           deployment=deployment)
     return save_checkpoint(path, payload)
 
 

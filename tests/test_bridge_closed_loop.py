@@ -77,7 +77,8 @@ def test_lockstep_ros_loop_reproduces_in_process_evaluation(tmp_path, arm, mode)
                  ros_args=["--params-file", str(ROOT / f"src/act_policy_node/config/sim_arm{arm}.yaml")])
     try:
         ev = subprocess.run(
-            [sys.executable, "-m", "mirror_arm_sim.ros_eval", "--trials", str(len(SEEDS)), "--arm", str(arm),
+            [sys.executable, "-m", "act_training.evaluation.ros_eval", "--trials", str(len(SEEDS)),
+             "--arm", str(arm),
              "--seed", str(SEEDS[0]), "--json", str(tmp_path / "ros.json"), "--record",
              str(tmp_path / "cmds.npz"), "--episode-timeout", "90", "--wait", "90"],
             env=ros_env(), cwd=str(ROOT), capture_output=True, text=True, timeout=200)

@@ -31,7 +31,7 @@ def test_physical_params_validate_and_refuse_an_unlimited_rate():
 
 
 def test_params_errors_name_the_parameter_expected_and_found():
-    want = r"parameter execution: expected one of \['chunked', 'ensemble'\], got 'chunky'"
+    want = r"parameter execution: expected one of \['', 'chunked', 'ensemble'\], got 'chunky'"
     with pytest.raises(NodeConfigError, match=want):
         NodeParams.from_values({"execution": "chunky"})
     with pytest.raises(NodeConfigError, match="parameter max_step: expected 1 or 7 values"):

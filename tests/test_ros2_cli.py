@@ -226,9 +226,10 @@ def test_record_demos_launch_records_the_mapping_topics(tmp_path):
 
 
 CLI_EXECUTABLES = {
-    "act_training": ["act_train", "act_evaluate", "act_transfer", "act_bag_to_hdf5", "act_bag_record"],
+    "act_training": ["act_train", "act_evaluate", "act_transfer", "act_bag_to_hdf5", "act_bag_record",
+                     "mirror_arm_ros_eval"],
     "mirror_arm_sim": ["mirror_arm_generate_demos", "mirror_arm_symmetry_check", "mirror_arm_expert_eval",
-                       "mirror_arm_ros_eval", "mirror_arm_gazebo_generate"],
+                       "mirror_arm_gazebo_generate"],
 }
 NODE_EXECUTABLES = {  # (package, executable): (ROS arguments, the line it logs when up)
     ("act_policy_node", "act_policy_node"): (["-p", "checkpoint:={ckpt}"], r"ACT policy on arm 0"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 import torchvision  # noqa: F401  -- load torch/triton before any test renders with MuJoCo EGL
@@ -35,16 +34,23 @@ def test_quick_transfer_report_and_resume(tmp_path):
     for r in data["results"]:
         assert r["n_trials"] == 2 and len(r["seeds"]) == 2 and all(n > 0 for n in r["lengths"])
     markers = {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
-    assert {"demos.json", "train.json"} <= set(markers) and len(markers) == 7
+    assert {"demos.json", "train.json", "deploy.json"} <= set(markers) and len(markers) == 8
+    # the deployed checkpoint carries the evaluation's executor settings as its defaults
+    from act_training.training.checkpoint import load_checkpoint
+
+    dep = load_checkpoint(out / "policy.pt")["deployment_obj"]
+    assert (dep.execution, dep.query_period, dep.frame_size) == ("ensemble", 2, (64, 64))
+    policy_mtime = (out / "policy.pt").stat().st_mtime_ns
 
     # Resume: nothing is redone, the report is rewritten from the stored results.
-    t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-m", "act_training.experiments.transfer", "--preset", "cpu",
                           "--quick", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "demos: done" in res.stderr and "train: done" in res.stderr
+    assert "demos: done" in res.stderr and "train: done" in res.stderr and "deploy: done" in res.stderr
+    for label in labels:  # every evaluation read back, none re-run
+        assert f"eval:{label}: done" in res.stderr, label
     assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")} == markers
-    assert time.perf_counter() - t0 < 120
+    assert (out / "policy.pt").stat().st_mtime_ns == policy_mtime
 
 
 def test_presets_resolve():

@@ -28,7 +28,6 @@ setup(
             "mirror_arm_generate_demos = mirror_arm_sim.generate_demos:main",
             "mirror_arm_symmetry_check = mirror_arm_sim.symmetry:main",
             "mirror_arm_expert_eval = mirror_arm_sim.expert:main",
-            "mirror_arm_ros_eval = mirror_arm_sim.ros_eval:main",
             "mirror_arm_gazebo_generate = mirror_arm_sim.gazebo.generate:main",
             "mirror_arm_gazebo_adapter = mirror_arm_sim.gazebo.adapter_node:main",
         ],

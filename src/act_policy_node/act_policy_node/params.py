@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-__all__ = ["NodeConfigError", "NodeParams", "DYNAMIC", "COMMAND_TYPES", "EXECUTIONS"]
+__all__ = ["NodeConfigError", "NodeParams", "DYNAMIC", "FROM_CHECKPOINT", "COMMAND_TYPES", "EXECUTIONS"]
 
 COMMAND_TYPES = ("float64_array", "joint_trajectory")
 EXECUTIONS = ("chunked", "ensemble")
@@ -52,12 +52,14 @@ class NodeParams:
     camera_topics: list[str] = _p([], "Image topic per policy camera (checkpoint order). "
                                       "Empty: camera/<name>/image_raw.")
     control_rate: float = _p(50.0, "Control tick rate in Hz (timer mode).")
-    execution: str = _p("ensemble", "Chunk execution: 'chunked' or 'ensemble' (ACT temporal ensembling).")
-    ensemble_k: float = _p(0.01, "Ensemble weight w_i = exp(-k*i), i = 0 the oldest prediction.")
-    query_period: int = _p(1, "Ensemble: query the policy every N ticks.")
-    n_execute: int = _p(0, "Chunked: actions executed per chunk (0 = the whole chunk). In timer mode with "
-                           "prefetch the next query starts `lookahead` ticks earlier, so 0 means: query "
-                           "after chunk - lookahead actions (at least 1).")
+    execution: str = _p("", "Chunk execution: 'chunked' or 'ensemble' (ACT temporal ensembling); empty = "
+                            "the checkpoint's deployment default (resolved at configure and set back).")
+    ensemble_k: float = _p(-1.0, "Ensemble weight w_i = exp(-k*i), i = 0 the oldest prediction; < 0 = the "
+                                 "checkpoint's.")
+    query_period: int = _p(0, "Ensemble: query the policy every N ticks; 0 = the checkpoint's.")
+    n_execute: int = _p(-1, "Chunked: actions executed per chunk (0 = the whole chunk, -1 = the "
+                            "checkpoint's). In timer mode with prefetch the next query starts `lookahead` "
+                            "ticks earlier, so 0 means: query after chunk - lookahead actions (at least 1).")
     prefetch: bool = _p(True, "Chunked, timer mode: request the next chunk `lookahead` ticks before the "
                               "executed part of the current one runs out; the new chunk replaces the old "
                               "one, aligned. lookahead = ceil(EMA of the measured inference s x "
@@ -126,7 +128,7 @@ class NodeParams:
         def bad(name: str, expected: str) -> NodeConfigError:
             return NodeConfigError(f"parameter {name}: expected {expected}, got {getattr(self, name)!r}")
 
-        for name, choices in (("execution", EXECUTIONS), ("command_type", COMMAND_TYPES),
+        for name, choices in (("execution", ("", *EXECUTIONS)), ("command_type", COMMAND_TYPES),
                               ("on_stale", ON_STALE), ("joint_limits_source", LIMIT_SOURCES)):
             if getattr(self, name) not in choices:
                 raise bad(name, f"one of {list(choices)}")
@@ -134,14 +136,14 @@ class NodeParams:
             raise bad("arm", "0 or 1")
         if not (self.control_rate > 0 and math.isfinite(self.control_rate)):
             raise bad("control_rate", "a rate > 0 Hz")
-        for name in ("prefetch_margin_ticks", "n_execute", "inference_threads"):
+        for name in ("prefetch_margin_ticks", "inference_threads", "query_period"):
             if getattr(self, name) < 0:
                 raise bad(name, ">= 0")
-        for name in ("query_period", "executor_threads", "max_inference_failures"):
+        if self.n_execute < -1:
+            raise bad("n_execute", ">= -1")
+        for name in ("executor_threads", "max_inference_failures"):
             if getattr(self, name) < 1:
                 raise bad(name, ">= 1")
-        if self.ensemble_k < 0:
-            raise bad("ensemble_k", ">= 0")
         for name in ("max_step", "max_tracking_error"):
             v = getattr(self, name)
             if len(v) == 0 or any(math.isnan(x) for x in v):
@@ -177,5 +179,10 @@ class NodeParams:
                                   f"{action_dim} values each, got {len(self.joint_lower_limits)} / "
                                   f"{len(self.joint_upper_limits)}")
 
+
+# Executor parameters whose "from the checkpoint" value configure resolves and sets back (so
+# `ros2 param get` and the ROS evaluator see what runs); declared writable for that, the node
+# refuses any other change to them.
+FROM_CHECKPOINT = ("execution", "ensemble_k", "query_period", "n_execute")
 
 DYNAMIC = frozenset(name for name, _, _, ro in NodeParams.specs() if not ro)

@@ -51,7 +51,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from act_msgs.msg import ActionChunk, PolicyStatus
 from act_policy_node.engine import InferenceRequest, InferenceResult, InferenceWorker, PrefetchPlanner
-from act_policy_node.params import DYNAMIC, NodeConfigError, NodeParams
+from act_policy_node.params import DYNAMIC, FROM_CHECKPOINT, NodeConfigError, NodeParams
 from act_policy_node.safety import CommandLimiter, InferenceWatchdog, StalenessMonitor, tracking_violation
 
 MODE_NAMES = {PolicyStatus.MODE_IDLE: "idle", PolicyStatus.MODE_RUNNING: "running",
@@ -86,6 +86,7 @@ class ACTPolicyNode(LifecycleNode):
     def __init__(self, runtime=None, **kwargs) -> None:
         super().__init__("act_policy_node", **kwargs)
         self._runtime_given = runtime
+        self._resolving = False
         self.p = self._declare_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._lock = threading.RLock()
@@ -104,7 +105,7 @@ class ACTPolicyNode(LifecycleNode):
         """Declare every NodeParams field (typed, described, read_only) and read them back."""
         values = {}
         for name, default, doc, read_only in NodeParams.specs():
-            desc = ParameterDescriptor(description=doc, read_only=read_only)
+            desc = ParameterDescriptor(description=doc, read_only=read_only and name not in FROM_CHECKPOINT)
             if default == []:  # an empty list does not tell rclpy its type: declare the type
                 kind = LIST_TYPES[float if name.endswith("_limits") else str]
                 value = self.declare_parameter(name, kind, desc).value
@@ -116,6 +117,10 @@ class ACTPolicyNode(LifecycleNode):
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Only DYNAMIC parameters change after start (the others are read_only); validate them."""
+        locked = [p.name for p in params if p.name in FROM_CHECKPOINT and not self._resolving]
+        if locked:
+            return SetParametersResult(successful=False, reason=f"{locked} take effect at configure only "
+                                                                "(read-only while the node runs)")
         trial = NodeParams(**{**vars(self.p), **{p.name: p.value for p in params if p.name in DYNAMIC}})
         try:
             trial.validate()
@@ -173,6 +178,7 @@ class ACTPolicyNode(LifecycleNode):
     def _configure(self) -> None:
         """configure, in named steps: load, check, build the execution, create the interfaces."""
         self.runtime = self._load_runtime()
+        self._resolve_deployment_defaults(getattr(self.runtime, "deployment", None))
         self._check_policy()
         self._build_execution()
         self._create_interfaces()
@@ -187,6 +193,25 @@ class ACTPolicyNode(LifecycleNode):
             f"{p.execution}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
             f"cameras={self.cameras} joints={self.joint_names} {timing} "
             f"limits={'on' if self.limiter.enabled else 'off'} enabled_on_start={p.enabled_on_start}")
+
+    def _resolve_deployment_defaults(self, dep) -> None:
+        """Executor parameters left at 'from the checkpoint' take the checkpoint's deployment
+        defaults (what act_evaluate uses); the resolved values are set back."""
+        p = self.p
+        if dep is None:  # a runtime without deployment defaults: the executors' own
+            from act_training.runtime.deployment import Deployment
+
+            dep = Deployment()
+        resolved = {"execution": p.execution or dep.execution,
+                    "ensemble_k": p.ensemble_k if p.ensemble_k >= 0 else float(dep.k),
+                    "query_period": p.query_period if p.query_period > 0 else int(dep.query_period),
+                    "n_execute": p.n_execute if p.n_execute >= 0 else int(dep.n_execute or 0)}
+        self._resolving = True
+        try:
+            self.set_parameters([Parameter(n, value=v) for n, v in resolved.items()])
+        finally:
+            self._resolving = False
+        self.p = NodeParams(**{**vars(p), **resolved})
 
     def _load_runtime(self):
         if self._runtime_given is not None:

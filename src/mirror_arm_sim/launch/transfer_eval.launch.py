@@ -1,8 +1,11 @@
 """Evaluate an ACT checkpoint over ROS 2 on arm 0 or (mirrored) arm 1 of the cell.
 
     ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
-        [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [sim:=mujoco|gazebo] \
-        [realtime:=false] [trials:=20] [seed:=1000]
+        [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [image_size:=H,W] \
+        [sim:=mujoco|gazebo] [realtime:=false] [trials:=20] [seed:=1000]
+
+Executor settings and the camera frame size default to the checkpoint's deployment defaults
+(what `act_evaluate --checkpoint X` uses), so `checkpoint:=X` alone reproduces it seed for seed.
 
 Starts the simulator bridge, the policy node (act_policy_node, params
 act_policy_node/config/sim_arm<arm>.yaml) and the evaluator (mirror_arm_ros_eval), which runs
@@ -25,11 +28,10 @@ from launch.actions import (
     OpaqueFunction,
     RegisterEventHandler,
 )
-from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import EqualsSubstitution, LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -39,13 +41,13 @@ ARGUMENTS = [
     # name, default, description, choices
     ("checkpoint", None, "policy checkpoint (.pt) written by act_train (required)", None),
     ("arm", "1", "arm to evaluate; 1 is driven through the mirror map", ["0", "1"]),
-    ("mode", "ensemble", "chunk execution", ["chunked", "ensemble"]),
-    ("query_period", "1", "ensemble: query every N steps (match act_evaluate --query-period)", None),
-    ("n_execute", "0", "chunked: actions per query, 0 = the whole chunk (act_evaluate --n-execute)", None),
+    ("mode", "", "chunk execution: chunked | ensemble; empty = the checkpoint's", None),
+    ("query_period", "0", "ensemble: query every N steps; 0 = the checkpoint's", None),
+    ("n_execute", "-1", "chunked: actions per query, 0 = the whole chunk, -1 = the checkpoint's", None),
     ("sim", "mujoco", "simulator", ["mujoco", "gazebo"]),
     ("trials", "20", "number of seeded episodes", None),
     ("seed", "1000", "trial i uses env seed seed + i", None),
-    ("image_size", "128,128", "camera frame size H,W (the policy's frame_size)", None),
+    ("image_size", "", "camera frame size H,W; empty = the checkpoint's deployment frame size", None),
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
     ("realtime", "false", "mujoco: bridge on its own 50 Hz timer, node on its timer (as on a robot)",
@@ -56,13 +58,22 @@ ARGUMENTS = [
 ]
 
 
+def _deployment(checkpoint: str):
+    """The checkpoint's deployment defaults (act_training.runtime.deployment.Deployment)."""
+    from act_training.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)["deployment_obj"]
+
+
 def _nodes(context, *args, **kwargs):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
     arm, sim, mode = int(arg("arm")), arg("sim"), arg("mode")
     checkpoint, command_type = arg("checkpoint"), arg("command_type")
-    size = [int(v) for v in arg("image_size").split(",")]
+    deployment = _deployment(checkpoint)
+    size = [int(v) for v in arg("image_size").split(",")] if arg("image_size") \
+        else list(deployment.frame_size)
     mujoco = sim == "mujoco"
     lockstep = mujoco and arg("realtime") != "true"
     actions = []
@@ -72,8 +83,15 @@ def _nodes(context, *args, **kwargs):
         actions.append(Node(
             package="mirror_arm_sim", executable="mirror_arm_bridge", name="mirror_arm_bridge",
             output="screen", parameters=[bridge_yaml,
-                        {"arm": arm, "image_size": size, "lockstep": lockstep, "command_type": command_type,
+                        {"arm": arm, "image_size": size, "cameras": list(deployment.camera_names),
+                         "lockstep": lockstep, "command_type": command_type,
                          "max_episode_steps": int(arg("max_episode_steps"))}]))
+    else:  # Gazebo + ros_gz_bridge + the adapter, rendering the same frame size
+        gazebo = PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "launch", "gazebo_cell.launch.py"])
+        actions.append(IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(gazebo),
+            launch_arguments={"arm": str(arm), "image_size": ",".join(str(v) for v in size),
+                              "command_type": command_type}.items()))
     node_yaml = PathJoinSubstitution([FindPackageShare("act_policy_node"), "config", f"sim_arm{arm}.yaml"])
     actions.append(LifecycleNode(
         package="act_policy_node", executable="act_policy_node", name="act_policy_node", namespace="",
@@ -86,7 +104,7 @@ def _nodes(context, *args, **kwargs):
         eval_args += ["--json", arg("result_json")]
     if arg("record_commands"):
         eval_args += ["--record", arg("record_commands")]
-    evaluator = Node(package="mirror_arm_sim", executable="mirror_arm_ros_eval", name="mirror_arm_ros_eval",
+    evaluator = Node(package="act_training", executable="mirror_arm_ros_eval", name="mirror_arm_ros_eval",
                      output="screen", arguments=eval_args)
     actions += [evaluator, RegisterEventHandler(OnProcessExit(
         target_action=evaluator, on_exit=[EmitEvent(event=Shutdown(reason="evaluation finished"))]))]
@@ -102,11 +120,4 @@ def generate_launch_description():
         if choices:
             kw["choices"] = choices
         declared.append(DeclareLaunchArgument(name, **kw))
-    gazebo = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(
-            PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "launch", "gazebo_cell.launch.py"])),
-        launch_arguments={"arm": LaunchConfiguration("arm"), "image_size": LaunchConfiguration("image_size"),
-                          "command_type": LaunchConfiguration("command_type")}.items(),
-        condition=IfCondition(EqualsSubstitution(LaunchConfiguration("sim"), "gazebo")),
-    )
-    return LaunchDescription([*declared, gazebo, OpaqueFunction(function=_nodes)])
+    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])

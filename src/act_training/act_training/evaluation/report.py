@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from act_training.evaluation.rollouts import EvalResult
+from act_training.evaluation.results import EvalResult
 
 VERDICT_THRESHOLD = 0.70  # the seed's success criterion for arm 1
 

@@ -11,6 +11,7 @@ after its outputs, and is skipped next time unless its inputs changed):
     demos    `mirror_arm_sim.generate_demos` on arm 0            -> <out>/data/demos_arm0.hdf5
     train    `act_training.training.train.train(cfg)`      -> <out>/train/ (a killed run
              resumes from its last checkpoint)
+    deploy   the trained checkpoint + the evaluation's deployment defaults -> <out>/policy.pt
     eval:*   `act_training.evaluation.rollouts.evaluate`   -> <out>/eval/<label>.json, one per
              (arm, executor, mirror)
     report   `act_training.evaluation.report.write_report` -> <out>/report/
@@ -32,7 +33,8 @@ from pathlib import Path
 
 import yaml
 
-from act_training.evaluation.rollouts import EvalResult, evaluate
+from act_training.evaluation.results import EvalResult
+from act_training.evaluation.rollouts import EvalConfig, evaluate
 
 # --------------------------------------------------------------------------------------------
 # Presets
@@ -104,7 +106,7 @@ def resolve_config(args: argparse.Namespace) -> dict:
     for item in args.overrides:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
-            raise SystemExit(f"act_transfer: --set expects section.field=value, got {item!r}")
+            raise ValueError(f"--set expects section.field=value, got {item!r}")
         cfg["train"].setdefault("overrides", {})[key.strip()] = yaml.safe_load(value)
     cfg["data"] = str(Path(args.data).resolve()) if args.data else None
     cfg["checkpoint"] = str(Path(args.checkpoint).resolve()) if args.checkpoint else None
@@ -252,19 +254,45 @@ def eval_matrix(cfg: dict) -> list[dict]:
     return rows
 
 
-def _env_kwargs(data_path: str | None) -> dict:
-    """Render the env at the demos' resolution (the runtime resizes like the trainer did)."""
-    if data_path and Path(data_path).is_file():
-        from mirror_arm_sim.hdf5_layout import read_layout
+def deployment_of(cfg: dict, checkpoint: str):
+    """The deployment defaults the evaluation runs with: the eval section's executor settings
+    (ensemble if it is evaluated, else the first mode) over the trained checkpoint's (frame
+    size, camera and joint names from the training data)."""
+    from dataclasses import replace
 
-        return {"image_size": tuple(read_layout(data_path).image_shape)}
-    return {}
+    from act_training.training.checkpoint import load_checkpoint
+
+    e = cfg["eval"]
+    base = load_checkpoint(checkpoint)["deployment_obj"]
+    execution = "ensemble" if "ensemble" in e["modes"] else e["modes"][0]
+    return replace(base, execution=execution, k=e["k"], query_period=e["query_period"],
+                   n_execute=e.get("n_execute"))
+
+
+def stage_deploy(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: str) -> tuple[str, str]:
+    """-> (<out>/policy.pt, key): the trained checkpoint with the deployment defaults the
+    evaluation uses, so `act_evaluate` and the ROS launch files reproduce it with no options."""
+    from act_training.training.checkpoint import write_with_deployment
+
+    dep = deployment_of(cfg, checkpoint)
+    key = _key({"ckpt": ckpt_key, "deployment": dep.to_dict()})
+    path = out / "policy.pt"
+    marker = stages.get("deploy", key)
+    if marker and path.is_file():
+        _log(f"deploy: done ({path})")
+        return str(path), key
+    write_with_deployment(checkpoint, path, dep)
+    stages.mark("deploy", key, {"checkpoint": str(path)}, 0.0)
+    _log(f"deploy: {path} ({dep.execution}, k {dep.k}, query period {dep.query_period}, "
+         f"n_execute {dep.n_execute}, frames {dep.frame_size})")
+    return str(path), key
 
 
 def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: str,
-               runtime_cache: dict, data_path: str | None = None) -> tuple[list[EvalResult], dict]:
+               runtime_cache: dict) -> tuple[list[EvalResult], dict]:
+    """Every row of the evaluation matrix on `checkpoint`, with its stored deployment defaults
+    (only the executor kind varies per row); finished rows are read back."""
     e = cfg["eval"]
-    env_kwargs = _env_kwargs(data_path)
     results, timings = [], {}
     video_dir = out / "report" / "videos"
     for row in eval_matrix(cfg):
@@ -273,7 +301,7 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: 
         relevant = {k: e.get(k) for k in ("seed", "n_videos", "max_steps")}
         relevant.update({"k": e["k"], "query_period": e["query_period"]} if row["mode"] == "ensemble"
                         else {"n_execute": e.get("n_execute")})
-        key = _key({"row": row, "eval": relevant, "env": env_kwargs, "ckpt": ckpt_key})
+        key = _key({"row": row, "eval": relevant, "ckpt": ckpt_key})
         marker = stages.get(name, key)
         if marker and Path(marker["outputs"]["json"]).is_file():
             res = EvalResult.from_dict(json.loads(Path(marker["outputs"]["json"]).read_text()))
@@ -287,12 +315,10 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str, ckpt_key: 
             runtime_cache["runtime"] = ACTPolicyRuntime.load(checkpoint, device="cpu")
         runtime = runtime_cache["runtime"]
         t0 = time.perf_counter()
-        res = evaluate(
-            runtime, arm=row["arm"], n_trials=row["trials"], mode=row["mode"], mirror=row["mirror"],
+        res = evaluate(runtime, EvalConfig(
+            arm=row["arm"], n_trials=row["trials"], mode=row["mode"], mirror=row["mirror"],
             seed=e["seed"], video_dir=video_dir, n_videos=e["n_videos"], n_envs=e["n_envs"],
-            n_execute=e.get("n_execute"), k=e["k"], query_period=e["query_period"],
-            max_steps=e.get("max_steps"), desc=name, env_kwargs=env_kwargs,
-        )
+            max_steps=e.get("max_steps"), desc=name))
         dt = time.perf_counter() - t0
         json_path = out / "eval" / f"{res.label}.json"
         _atomic_json(json_path, res.to_dict())
@@ -330,13 +356,14 @@ def run(cfg: dict, out: str | Path) -> Path:
 
     data_path, data_key, timings["demos"] = stage_demos(cfg, out, stages)
     train_out, ckpt_key, timings["train"] = stage_train(cfg, out, stages, data_path, data_key)
-    results, eval_t = stage_eval(cfg, out, stages, train_out["checkpoint"], ckpt_key, {}, data_path)
+    policy, deploy_key = stage_deploy(cfg, out, stages, train_out["checkpoint"], ckpt_key)
+    results, eval_t = stage_eval(cfg, out, stages, policy, deploy_key, {})
     timings.update(eval_t)
     timings["this invocation (wall)"] = time.perf_counter() - t_start
     metrics = train_out.get("metrics") or None
     report = write_report(
         out / "report", results, cfg, metrics_path=metrics, timings=timings,
-        extra={"checkpoint": train_out["checkpoint"], "demos": data_path},
+        extra={"checkpoint": policy, "demos": data_path},
     )
     shutil.copyfile(out / "config.yaml", out / "report" / "config.yaml")
     _log(f"report: {report}")
@@ -367,9 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """act_transfer: project errors (bad --set value, bad data or checkpoint) -> one line, exit 2."""
+    from mirror_arm_sim.hdf5_layout import LayoutError
+
+    from act_training.config import ConfigError
+    from act_training.training.checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
-    cfg = resolve_config(args)
-    report = run(cfg, args.out)
+    try:
+        report = run(resolve_config(args), args.out)
+    except (ConfigError, CheckpointError, LayoutError, ValueError) as e:
+        print(f"act_transfer: error: {e}", file=sys.stderr)
+        return 2
     print(report)
     return 0
 

@@ -4,6 +4,7 @@
     runtime.camera_names, runtime.joint_names, runtime.action_names, runtime.chunk_size,
     runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W) network input
     runtime.frame_size  # (H, W) camera frames that need no resampling (image_size before the crop)
+    runtime.deployment  # the checkpoint's deployment defaults (executor, frame size, names)
     chunk = runtime.predict_chunk(images={"top": uint8 (H, W, 3)}, qpos=(state_dim,))
     # -> float32 (chunk_size, action_dim), raw (un-normalised) joint targets
     chunks = runtime.predict_chunk_batch(images={"top": uint8 (B, H, W, 3)}, qpos=(B, state_dim))
@@ -28,6 +29,7 @@ import torch
 
 from act_training.data.normalize import NormStats
 from act_training.model.act import ACT
+from act_training.runtime.deployment import Deployment
 from act_training.runtime.pipeline import Pipeline
 from act_training.training.checkpoint import CheckpointError, load_checkpoint
 
@@ -40,7 +42,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 class ACTPolicyRuntime:
     def __init__(self, model: ACT, stats: NormStats, camera_names, joint_names, action_names,
-                 device: torch.device, meta: dict | None = None):
+                 device: torch.device, meta: dict | None = None, deployment: Deployment | None = None):
         self.model = model.to(device).eval()
         self.stats = stats
         self.device = device
@@ -56,6 +58,9 @@ class ACTPolicyRuntime:
         # camera frames of this size need no resampling (render or resize to it)
         self.frame_size: tuple[int, int] = tuple(cfg.frame_size)
         self.meta = dict(meta or {})
+        # how the policy is run by default (stored in the checkpoint; see runtime.deployment)
+        self.deployment = deployment or Deployment(
+            frame_size=self.frame_size, camera_names=tuple(camera_names), joint_names=tuple(joint_names))
         self._lock = threading.Lock()
         self.pipeline = Pipeline.from_model(cfg, stats, camera_names=self.camera_names)  # no mirror
 
@@ -70,7 +75,7 @@ class ACTPolicyRuntime:
             raise CheckpointError(f"{path}: weights do not fit the stored model config: {e}") from None
         meta = {k: ck.get(k) for k in ("step", "layout_version", "image_size", "config", "path")}
         return cls(model, ck["norm_stats_obj"], ck["camera_names"], ck["joint_names"], ck["action_names"],
-                   dev, meta)
+                   dev, meta, ck["deployment_obj"])
 
     # ------------------------------------------------------------------ inference
     def predict_chunk(self, images: Mapping[str, np.ndarray], qpos) -> np.ndarray:

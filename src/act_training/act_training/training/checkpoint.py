@@ -8,6 +8,7 @@
       "norm_stats": {...},              # NormStats.to_dict()
       "camera_names", "joint_names", "action_names": [...],
       "image_size": [H, W], "layout_version": int, "step": int,
+      "deployment": {...} | absent      # runtime.deployment.Deployment: how it was evaluated
       "train_state": {...} | absent     # optimizer, scheduler, RNG, sampler position (last.pt only)
     }
 
@@ -25,6 +26,7 @@ import torch
 
 from act_training.config import ModelConfig, _section_from_dict
 from act_training.data.normalize import NormStats
+from act_training.runtime.deployment import Deployment, DeploymentError
 
 CHECKPOINT_FORMAT = "act_training.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -81,6 +83,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         data["norm_stats_obj"] = NormStats.from_dict(data["norm_stats"])
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{path}: invalid model config / normalisation stats: {e}") from None
+    try:
+        data["deployment_obj"] = Deployment.of_checkpoint(data)
+    except (DeploymentError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid deployment defaults: {e}") from None
     mc, st = data["model_config_obj"], data["norm_stats_obj"]
     if (st.state_dim, st.action_dim) != (mc.state_dim, mc.action_dim):
         raise CheckpointError(f"{path}: normalisation stats dims {st.state_dim}/{st.action_dim} do not match "
@@ -110,7 +116,8 @@ def check_compatible(ckpt: dict, camera_names, state_dim: int, action_dim: int,
 
 
 def make_payload(model, config_dict: dict, stats: NormStats, joint_names, action_names,
-                 layout_version: int, step: int, train_state: dict | None = None) -> dict:
+                 layout_version: int, step: int, train_state: dict | None = None,
+                 deployment: Deployment | None = None) -> dict:
     """Everything a checkpoint carries, from a (possibly DDP-wrapped) ACT model."""
     model = getattr(model, "module", model)
     mc: ModelConfig = model.cfg
@@ -130,4 +137,15 @@ def make_payload(model, config_dict: dict, stats: NormStats, joint_names, action
     }
     if train_state is not None:
         payload["train_state"] = train_state
+    if deployment is not None:
+        payload["deployment"] = deployment.to_dict()
     return payload
+
+
+def write_with_deployment(src: str | Path, dst: str | Path, deployment: Deployment) -> Path:
+    """Copy checkpoint `src` to `dst` (atomically) with `deployment` as its stored defaults."""
+    data = load_checkpoint(src)
+    payload = {k: v for k, v in data.items()
+               if k not in ("format", "format_version", "path", "train_state") and not k.endswith("_obj")}
+    payload["deployment"] = deployment.to_dict()
+    return save_checkpoint(dst, payload)

@@ -41,6 +41,7 @@ from act_training.config import PRESETS, Config, ConfigError, ModelConfig, apply
 from act_training.data.dataset import make_datasets
 from act_training.data.normalize import NormStats
 from act_training.model.act import ACT, act_loss, count_parameters
+from act_training.runtime.deployment import Deployment
 from act_training.runtime.pipeline import Pipeline
 from act_training.training.checkpoint import (
     CheckpointError,
@@ -378,13 +379,17 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
               f"amp {amp_dtype} | threads {torch.get_num_threads()} | start step {step}", file=sys.stderr)
     metrics = MetricsLog(out, step, is_main)
 
+    # run it by default on frames like the training data's (executor defaults: Deployment's)
+    deployment = Deployment(frame_size=tuple(info.image_shape), camera_names=tuple(mc.camera_names),
+                            joint_names=tuple(info.joint_names))
+
     def save(path: Path, with_state: bool) -> None:
         ts = None
         if with_state:
             ts = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
                   "batches_in_epoch": batches_in_epoch, "rng": _rng_state(), "world_size": world}
         save_checkpoint(path, make_payload(model, cfg.to_dict(), stats, info.joint_names, info.action_names,
-                                           info.layout_version, step, ts))
+                                           info.layout_version, step, ts, deployment))
 
     stop = min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps
     pbar = None

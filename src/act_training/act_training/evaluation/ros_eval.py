@@ -5,21 +5,20 @@
 Talks to a running bridge (`mirror_arm_bridge`, lockstep recommended) and policy node
 (`act_policy_node`). Per trial i (seed = SEED + i): reset the node's executor (~/reset), set the
 bridge's `seed` and `arm` parameters, call the bridge's ~/reset, and wait for its
-`episode_result`. Prints the success rate with a 95 % Wilson interval; `--json` writes per-trial
-results in the layout of `act_evaluate --json` (seeds, successes, lengths, success_rate), so the
-two can be compared seed by seed. `--record` stores every command the arm received (the
-`commands` topic, std_msgs/Float64MultiArray) split per episode, for the faithfulness test.
+`episode_result`. Returns (and `--json` writes, atomically) the same `EvalResult` as
+`act_evaluate --json`, its mode, mirror flag and executor settings read from the running policy
+node's parameters (which the node resolves from the checkpoint's deployment defaults), so the
+two compare seed by seed. `--record` stores every command the arm received (the `commands` topic,
+std_msgs/Float64MultiArray) split per episode, for the faithfulness test.
 
-This module does not import torch or act_training (mirror_arm_sim sits below act_training).
+This module does not import torch (it talks to the nodes over ROS only).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -27,17 +26,23 @@ from lifecycle_msgs.msg import State
 from lifecycle_msgs.srv import GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 
 from act_msgs.msg import EpisodeResult
-from mirror_arm_sim.stats import wilson_interval
+from act_training.evaluation.results import EvalResult
+
+# policy node parameter -> EvalResult.executor key
+EXECUTOR_PARAMETERS = {"execution": "mode", "n_execute": "n_execute", "ensemble_k": "k",
+                       "query_period": "query_period"}
 
 
 class RosEvaluator(Node):
+    """Drives seeded episodes through the bridge's and the policy node's services."""
+
     def __init__(self, bridge: str, policy: str, record: bool) -> None:
         super().__init__("mirror_arm_ros_eval")
         self.results: list[EpisodeResult] = []
@@ -51,6 +56,7 @@ class RosEvaluator(Node):
         self.policy_reset = self.create_client(Trigger, f"{policy}/reset")
         self.policy_enable = self.create_client(SetBool, f"{policy}/enable")
         self.policy_state = self.create_client(GetState, f"{policy}/get_state")
+        self.policy_params = self.create_client(GetParameters, f"{policy}/get_parameters")
 
     def wait_active(self, timeout: float) -> None:
         """The policy node is a lifecycle node: wait until it is active (configured and activated
@@ -65,6 +71,16 @@ class RosEvaluator(Node):
                 raise TimeoutError(f"policy node is '{state.current_state.label}', not active, "
                                    f"after {timeout:.0f} s")
             rclpy.spin_once(self, timeout_sec=0.1)
+
+    def policy_parameters(self, names: list[str]) -> dict:
+        """Current values of the policy node's parameters `names`."""
+        res = self.call(self.policy_params, GetParameters.Request(names=list(names)))
+        out = {}
+        for name, v in zip(names, res.values):
+            out[name] = {ParameterType.PARAMETER_BOOL: v.bool_value, ParameterType.PARAMETER_INTEGER:
+                         v.integer_value, ParameterType.PARAMETER_DOUBLE: v.double_value,
+                         ParameterType.PARAMETER_STRING: v.string_value}.get(v.type)
+        return out
 
     def call(self, client, request, timeout: float = 30.0):
         if not client.wait_for_service(timeout_sec=timeout):
@@ -103,6 +119,36 @@ class RosEvaluator(Node):
         return None
 
 
+def describe(result: EvalResult, params: dict, arm: int) -> None:
+    """Fill the result's mode, mirror flag and executor from the policy node's parameters."""
+    if params.get("arm") is not None and int(params["arm"]) != arm:
+        raise RuntimeError(f"the policy node drives arm {params['arm']}, the evaluation asks for arm {arm}")
+    result.mode = str(params.get("execution") or "unknown")
+    result.mirror = bool(params.get("mirror")) and arm == 1
+    ex = {key: params.get(name) for name, key in EXECUTOR_PARAMETERS.items()}
+    if ex.get("n_execute") == 0:
+        ex["n_execute"] = None  # the node's 0 = the whole chunk, act_evaluate's None
+    result.executor = ex
+
+
+def run_trials(node: RosEvaluator, result: EvalResult, args) -> None:
+    """Trial i: seed SEED + i through the bridge and the node; appended to `result`."""
+    for i in range(args.trials):
+        seed = args.seed + i
+        res = node.run_episode(seed, args.arm, args.episode_timeout)
+        result.seeds.append(seed)
+        if res is None:
+            result.successes.append(False)
+            result.lengths.append(0)
+            result.timeouts.append(seed)
+            print(f"trial {i} seed {seed}: TIMEOUT", flush=True)
+            continue
+        result.successes.append(bool(res.success))
+        result.lengths.append(int(res.steps))
+        print(f"trial {i} seed {seed}: {'success' if res.success else 'failure'} ({res.steps} steps)",
+              flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mirror_arm_ros_eval", description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=10)
@@ -124,56 +170,37 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(remove_ros_args(sys.argv if argv is None else ["x", *argv])[1:])
     rclpy.init(args=sys.argv if argv is None else None)
     node = RosEvaluator(args.bridge, args.policy, record=bool(args.record))
-    out = {"arm": args.arm, "mode": "ros", "mirror": args.arm == 1, "seeds": [], "successes": [],
-           "lengths": [], "timeouts": []}
+    result = EvalResult(arm=args.arm, mode="unknown", mirror=False)
     t0 = time.perf_counter()
     code = 0
     try:
         for c in (node.bridge_reset, node.bridge_params, node.policy_state, node.policy_reset,
-                  node.policy_enable):
+                  node.policy_enable, node.policy_params):
             if not c.wait_for_service(timeout_sec=args.wait):
                 raise TimeoutError(f"service {c.srv_name} not available after {args.wait:.0f} s")
-        node.wait_active(args.wait)
+        node.wait_active(args.wait)  # configured: executor parameters resolved from the checkpoint
+        describe(result, node.policy_parameters(["arm", "mirror", *EXECUTOR_PARAMETERS]), args.arm)
         if not args.no_enable:
             node.call(node.policy_enable, SetBool.Request(data=True))
-        for i in range(args.trials):
-            seed = args.seed + i
-            res = node.run_episode(seed, args.arm, args.episode_timeout)
-            out["seeds"].append(seed)
-            if res is None:
-                out["successes"].append(False)
-                out["lengths"].append(0)
-                out["timeouts"].append(seed)
-                print(f"trial {i} seed {seed}: TIMEOUT", flush=True)
-                continue
-            out["successes"].append(bool(res.success))
-            out["lengths"].append(int(res.steps))
-            print(f"trial {i} seed {seed}: {'success' if res.success else 'failure'} "
-                  f"({res.steps} steps)", flush=True)
+        run_trials(node, result, args)
         # let the last commands arrive before splitting them per episode
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             rclpy.spin_once(node, timeout_sec=0.05)
     except (TimeoutError, RuntimeError) as e:
-        print(f"[mirror_arm_ros_eval] error: {e}", file=sys.stderr, flush=True)
-        code = 1
+        print(f"mirror_arm_ros_eval: error: {e}", file=sys.stderr, flush=True)
+        code = 2
     except KeyboardInterrupt:
         code = 130
-    n = len(out["successes"])
-    k = int(sum(out["successes"]))
-    lo, hi = wilson_interval(k, n)
-    out.update(n_trials=n, n_success=k, success_rate=k / n if n else 0.0, ci95=[lo, hi],
-               wall_time_s=time.perf_counter() - t0)
-    print(f"ROS eval arm{args.arm}: {k}/{n} = {out['success_rate']:.1%} (95% CI {lo:.1%}-{hi:.1%}), "
-          f"{out['wall_time_s']:.0f}s", flush=True)
+    result.wall_time_s = time.perf_counter() - t0
+    print(f"ROS eval {result.summary()}", flush=True)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        result.write_json(args.json)
     if args.record:
         cmds = np.asarray(node.commands, dtype=np.float64).reshape(-1, 7)
-        offsets = np.cumsum([0, *out["lengths"]])
-        np.savez(args.record, commands=cmds, offsets=offsets, seeds=np.asarray(out["seeds"]),
-                 successes=np.asarray(out["successes"]))
+        offsets = np.cumsum([0, *result.lengths])
+        np.savez(args.record, commands=cmds, offsets=offsets, seeds=np.asarray(result.seeds),
+                 successes=np.asarray(result.successes))
     node.destroy_node()
     rclpy.try_shutdown()
     return code
