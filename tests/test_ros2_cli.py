@@ -161,7 +161,7 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
         assert np.all(got >= lo - 1e-12) and np.all(got <= hi + 1e-12)
 
         res = ros2("param", "get", *NO_DAEMON, "/act_policy_node", "max_step")
-        assert "Double array value is" in res.stdout and "0.002" in res.stdout, res.stdout
+        assert res.stdout.startswith("Double values are: [0.02") and "0.002]" in res.stdout, res.stdout
         # start-up parameters are read_only: setting one fails instead of changing nothing
         res = ros2("param", "set", *NO_DAEMON, "/act_policy_node", "max_step", "[0.5]", check=False)
         assert "Setting parameter failed" in res.stdout and "read-only" in res.stdout, res.stdout
