@@ -149,7 +149,7 @@ def external(events, t0: int, t1: int, dt_ns: int) -> dict:
 
 
 def _start_node(mode: str, ck: Path, env: dict, log_path: Path, ns: str, chunk: int) -> subprocess.Popen:
-    params = {"checkpoint": ck, "enabled_on_start": "true", "control_rate": RATE_HZ, "status_rate": 5.0,
+    params = {"checkpoint": ck, "autostart": "true", "control_rate": RATE_HZ, "status_rate": 5.0,
               "arm": 0, **MODES[mode]}
     if params.get("n_execute", 0) < 0:
         params["n_execute"] = chunk + params["n_execute"]

@@ -1,4 +1,4 @@
-"""Record teleop / scripted demos as a rosbag2 for `act_bag_to_hdf5` (needs a full ROS 2 install).
+"""Record teleop / scripted demos as a rosbag2 for `act_bag_to_hdf5`.
 
     ros2 launch launch/record_demos.launch.py mode:=sim out:=demos_bag storage:=mcap
     ros2 launch launch/record_demos.launch.py mode:=arms \
@@ -12,7 +12,9 @@ so recording and conversion cannot disagree. Convert afterwards with
 
     ros2 run act_training act_bag_to_hdf5 demos_bag --config <mapping> --out demos.hdf5
 
-Without ROS 2 (pip-only installs) the same recording is `act_bag_record OUT --mapping <mapping>`.
+The recorder (`recorder:=auto`): `ros2 bag record` where rosbag2 is installed (its `ros2bag`
+package is in the ament index), else `act_bag_record` (rclpy + rosbags, the same bag format), so
+the launch also works where rosbag2 cannot be installed (the PyPI ROS 2 wheels).
 """
 
 import os
@@ -21,6 +23,7 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, Opaqu
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
+from launch_ros.substitutions import ExecutableInPackage
 
 from launch import LaunchDescription
 
@@ -35,6 +38,16 @@ def _default_mapping(name: str) -> str:
         return os.path.join(here, "..", "src", "act_training", "act_training", "config", name)
 
 
+def _has_package(name: str) -> bool:
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        get_package_prefix(name)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
 def _record(context, *args, **kwargs):
     from act_training.bags.record import topics_from_mapping
 
@@ -45,9 +58,16 @@ def _record(context, *args, **kwargs):
     topics = topics_from_mapping(mapping)
     storage = LaunchConfiguration("storage").perform(context)
     out = LaunchConfiguration("out").perform(context)
-    cmd = ["ros2", "bag", "record", "--storage", storage, "--output", out, *topics]
+    recorder = LaunchConfiguration("recorder").perform(context)
+    if recorder == "auto":
+        recorder = "ros2_bag" if _has_package("ros2bag") else "act_bag_record"
+    if recorder == "ros2_bag":
+        cmd = ["ros2", "bag", "record", "--storage", storage, "--output", out, *topics]
+    else:  # the executable itself, not `ros2 run`, so the launch's SIGINT reaches it
+        cmd = [ExecutableInPackage("act_bag_record", "act_training"), out, "--storage", storage,
+               "--topics", *topics]
     return [
-        LogInfo(msg=f"recording {topics} to {out} ({storage}); mapping {mapping}"),
+        LogInfo(msg=f"recording {topics} to {out} ({storage}, {recorder}); mapping {mapping}"),
         ExecuteProcess(cmd=cmd, output="screen"),
     ]
 
@@ -60,6 +80,10 @@ def generate_launch_description():
         DeclareLaunchArgument("mapping", default_value="",
                               description="bag -> HDF5 mapping YAML whose topics are recorded"),
         DeclareLaunchArgument("storage", default_value="mcap", choices=["mcap", "sqlite3"]),
+        DeclareLaunchArgument("recorder", default_value="auto",
+                              choices=["auto", "ros2_bag", "act_bag_record"],
+                              description="auto: `ros2 bag record` if rosbag2 is installed, "
+                                          "else act_bag_record"),
         DeclareLaunchArgument("out", default_value="demos_bag", description="bag directory to create"),
         DeclareLaunchArgument("bridge_executable", default_value="mirror_arm_bridge",
                               description="mirror_arm_sim executable of the MuJoCo bridge node"),

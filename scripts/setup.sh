@@ -133,4 +133,36 @@ if ! stamp_ok pip-editable "$h"; then
   stamp_set pip-editable "$h"
 fi
 
+# 6. `ros2 launch` / `ros2 run|topic|service|param|lifecycle` without a system ROS 2: they are
+#    pure-Python ament packages not published as wheels. Where ../shared/vendor/ros2-cli holds
+#    their upstream sources, build them into an overlay inside the venv (never into the repo);
+#    scripts/activate.sh sources it. Recipe: that folder's README.md.
+ROS2_CLI_VENDOR=${ROS2_CLI_VENDOR:-"$(cd "$ROOT/.." && pwd)/shared/vendor/ros2-cli"}
+ROS2_CLI_WS="$VENV/ros2-cli"
+if [ "$SYSTEM_ROS" = 0 ] && [ -d "$ROS2_CLI_VENDOR" ]; then
+  h=$( { ls -l "$ROS2_CLI_VENDOR"/*.tar.gz; cat "$ROS2_CLI_VENDOR/MANIFEST.txt" requirements-ros.txt; } \
+       2>/dev/null | sha256sum | cut -c1-16)
+  if ! stamp_ok ros2-cli "$h" || [ ! -f "$ROS2_CLI_WS/install/local_setup.bash" ]; then
+    log "building the ROS 2 launch / CLI tools from $ROS2_CLI_VENDOR into $ROS2_CLI_WS"
+    rm -rf "$ROS2_CLI_WS"
+    mkdir -p "$ROS2_CLI_WS/src"
+    for a in "$ROS2_CLI_VENDOR"/*.tar.gz; do tar xzf "$a" -C "$ROS2_CLI_WS/src"; done
+    (
+      cd "$ROS2_CLI_WS"
+      set +u
+      source "$VENV/bin/activate"
+      export AMENT_PREFIX_PATH="$VENV"
+      set -u
+      # BUILD_TESTING=OFF: composition_interfaces would otherwise ask for ament_cppcheck
+      "$VENV/bin/python" -m colcon build --base-paths src \
+        --event-handlers console_cohesion- summary+ \
+        --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF
+    ) > "$VENV/ros2-cli-build.log" 2>&1 || { tail -20 "$VENV/ros2-cli-build.log" >&2;
+      die "building the vendored ROS 2 CLI failed (full log: $VENV/ros2-cli-build.log)"; }
+    stamp_set ros2-cli "$h"
+  fi
+elif [ "$SYSTEM_ROS" = 0 ]; then
+  log "no system ROS 2 and no $ROS2_CLI_VENDOR: no ros2 launch / ros2 CLI (the launch tests check statically)"
+fi
+
 log "ready. Activate with:  source scripts/activate.sh"

@@ -1,10 +1,10 @@
-"""The ROS 2 launch and parameter files of the policy node and the transfer evaluation.
-
-`ros2 launch` cannot be installed here (docs ENVIRONMENT), so the files are checked statically:
-they parse; every package/executable they start is a console script of that package; every
-parameter file they name exists and only sets parameters the node declares; every declared
-launch argument is used and every used one declared; the Gazebo include exists and accepts the
-arguments passed to it. With a real ROS 2 `launch` installed they are also loaded.
+"""The ROS 2 launch and parameter files of the policy node and the transfer evaluation, checked
+statically: they parse; every package/executable they start is a console script of that
+package; every parameter file they name exists and only sets parameters the node declares; every
+declared launch argument is used and every used one declared; the Gazebo include exists and
+accepts the arguments passed to it. With `launch` installed (a system ROS 2, or the overlay
+scripts/setup.sh builds from ../shared/vendor/ros2-cli) they are also loaded here, and
+tests/test_ros2_cli.py runs them with `ros2 launch`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def test_launch_file_parses_and_arguments_are_consistent(path):
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launched_executables_exist(path):
     tree = ast.parse(path.read_text())
-    nodes = calls(tree, "Node")
+    nodes = calls(tree, "Node") + calls(tree, "LifecycleNode")
     assert nodes
     for c in nodes:
         pkg, exe = kw(c, "package"), kw(c, "executable")
@@ -79,9 +79,9 @@ def test_launched_executables_exist(path):
 
 
 def node_parameters():
-    from act_policy_node.policy_node import PARAMETERS
+    from act_policy_node.params import NodeParams
 
-    return set(PARAMETERS) | {"use_sim_time"}
+    return {name for name, *_ in NodeParams.specs()} | {"use_sim_time"}
 
 
 def bridge_parameters():
@@ -111,7 +111,10 @@ def test_parameter_files_exist_and_match_declared_parameters():
     assert yaml_params(SRC / "act_policy_node" / "config" / "sim_arm1.yaml")["arm"] == 1
     phys = yaml_params(SRC / "act_policy_node" / "config" / "physical_pair.yaml")
     assert len(phys["joint_names"]) == len(phys["joint_lower_limits"]) == len(phys["joint_upper_limits"]) == 7
-    assert phys["enabled_on_start"] is False and phys["max_step"] > 0
+    # a physical arm: the operator activates, every joint is rate limited and must stay so
+    assert phys["autostart"] is False and phys["require_rate_limit"] is True
+    assert len(phys["max_step"]) == 7 and min(phys["max_step"]) > 0
+    assert phys["max_step"][-1] != phys["max_step"][0], "the gripper (m) has its own step"
     bridge = yaml_params(SRC / "mirror_arm_sim" / "config" / "mujoco_bridge.yaml")
     assert set(bridge) <= bridge_parameters() and bridge["lockstep"] is True
 
@@ -126,7 +129,7 @@ def test_transfer_eval_wiring():
     for arm in (0, 1):
         assert (SRC / "act_policy_node" / "config" / f"sim_arm{arm}.yaml").is_file()
     # inline parameter dicts only set declared parameters
-    for c in calls(tree, "Node"):
+    for c in calls(tree, "Node") + calls(tree, "LifecycleNode"):
         exe = kw(c, "executable").value
         params = kw(c, "parameters")
         allowed = {"act_policy_node": node_parameters(), "mirror_arm_bridge": bridge_parameters()}.get(exe)
@@ -151,17 +154,11 @@ def test_transfer_eval_wiring():
         assert passed <= gz_args, f"gazebo_cell.launch.py does not declare {passed - gz_args}"
 
 
-def _launch_importable() -> bool:
-    spec = importlib.util.find_spec("launch")
-    if spec is None or spec.origin is None:  # the repo's top-level launch/ is a namespace package
-        return False
-    return importlib.util.find_spec("launch_ros") is not None
-
-
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_file_loads_with_ros2_launch(path):
-    if not _launch_importable():
-        pytest.skip("ROS 2 `launch`/`launch_ros` not installed here: checked statically only")
+    from ros2_cli import require_ros2_cli
+
+    require_ros2_cli()
     spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -170,8 +167,10 @@ def test_launch_file_loads_with_ros2_launch(path):
 
 def test_every_parameter_is_documented():
     pytest.importorskip("rclpy")
-    from act_policy_node.policy_node import PARAMETERS as NODE
+    from act_policy_node.params import NodeParams
     from mirror_arm_sim.bridge_node import PARAMETERS as BRIDGE
+
+    NODE = {name: (default, doc) for name, default, doc, _ in NodeParams.specs()}
 
     doc = (ROOT / "docs" / "ros.md").read_text()
     missing = [p for p in [*NODE, *BRIDGE] if f"`{p}`" not in doc]

@@ -32,7 +32,7 @@ def test_chunked_prefetch_keeps_every_tick(tmp_path):
 
     ckpt = make_tiny_checkpoint(tmp_path / "slowish.pt", image_size=(64, 64), chunk_size=CHUNK, preset="cpu")
     common = {"checkpoint": str(ckpt), "arm": 0, "execution": "chunked", "n_execute": 0,
-              "control_rate": 50.0, "enabled_on_start": True, "on_stale": "hold",
+              "control_rate": 50.0, "autostart": True, "on_stale": "hold",
               "stale_timeout": 2.0,  # a loaded machine must not reset the executor (that misses ticks)
               "joint_limits_source": "cell", "status_rate": 10.0}
     driver = start_driver(tmp_path)

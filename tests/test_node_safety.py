@@ -82,10 +82,10 @@ def test_node_timer_mode_safety(tmp_path, ckpt):
     max_step = 0.002
     driver = start_driver(tmp_path)
     node = start("act_policy_node.policy_node", {
-        "checkpoint": str(ckpt), "arm": 0, "execution": "ensemble", "control_rate": 50.0,
+        "checkpoint": str(ckpt), "arm": 0, "execution": "ensemble", "control_rate": 50.0, "autostart": True,
         "enabled_on_start": False, "on_stale": "silent", "stale_timeout": 0.5,
         "joint_limits_source": "params", "joint_lower_limits": lo.tolist(), "joint_upper_limits": hi.tolist(),
-        "max_step": max_step, "status_rate": 10.0}, name="node", log_dir=tmp_path)
+        "max_step": [max_step], "status_rate": 10.0}, name="node", log_dir=tmp_path)
     probe = Probe("probe_safety")
     rec = Recorder(probe, Float64MultiArray)
     try:
@@ -162,16 +162,17 @@ def test_node_hold_trajectory_chunked_and_wrong_names(tmp_path, ckpt):
 
     driver = start_driver(tmp_path)
     node = start("act_policy_node.policy_node", {
-        "checkpoint": str(ckpt), "arm": 0, "execution": "chunked", "n_execute": 4,
+        "checkpoint": str(ckpt), "arm": 0, "execution": "chunked", "n_execute": 4, "autostart": True,
         "command_type": "joint_trajectory", "enabled_on_start": True, "on_stale": "hold",
         "stale_timeout": 0.5, "joint_limits_source": "cell"}, name="node", log_dir=tmp_path)
     # joint names that the driver does not publish: a clear error, no commands
     wrong = start("act_policy_node.policy_node", {
         "checkpoint": str(ckpt), "arm": 0, "joint_names": [f"left_{j}" for j in range(7)],
-        "enabled_on_start": True}, name="wrong", log_dir=tmp_path,
+        "autostart": True}, name="wrong", log_dir=tmp_path,
         ros_args=["-r", "__node:=wrong_names", "-r", "commands:=wrong_commands"])
     # joint_names of the wrong length: refuses to start
-    bad_len = start("act_policy_node.policy_node", {"checkpoint": str(ckpt), "joint_names": ["a", "b"]},
+    bad_len = start("act_policy_node.policy_node", {"checkpoint": str(ckpt), "joint_names": ["a", "b"],
+                                                    "autostart": True},
                     name="badlen", log_dir=tmp_path, ros_args=["-r", "__node:=bad_len"])
     probe = Probe("probe_hold")
     rec = Recorder(probe, JointTrajectory)
@@ -200,6 +201,7 @@ def test_node_hold_trajectory_chunked_and_wrong_names(tmp_path, ckpt):
         probe.close()
         for p in (node, wrong, bad_len, driver):
             stop(p)
-    assert "configuration error: parameter joint_names has 2 names" in (tmp_path / "badlen.log").read_text()
+    badlen = (tmp_path / "badlen.log").read_text()
+    assert "configuration error: parameter joint_names: expected 7 names" in badlen, badlen
     wlog = (tmp_path / "wrong.log").read_text()
     assert "joint_states lacks joints ['left_0'" in wlog and "ERROR" in wlog, wlog[-2000:]

@@ -14,8 +14,10 @@ The arm <-> policy view (mirror) and the image preparation are `act_training.run
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,13 +48,16 @@ class InferenceWorker:
     """Runs `predict(images, qpos) -> (C, A)` on a daemon thread; see module docstring.
 
     `on_result(result)` (optional) is called on the worker thread; otherwise results are kept
-    (oldest first) for `poll()`.
+    (oldest first) for `poll()`. An exception raised by `on_result` is reported to
+    `on_error(text)` (default: stderr) with its traceback, and the worker goes on.
     """
 
     def __init__(self, predict: Callable[..., np.ndarray],
-                 on_result: Callable[[InferenceResult], None] | None = None) -> None:
+                 on_result: Callable[[InferenceResult], None] | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
         self._predict = predict
         self._on_result = on_result
+        self._on_error = on_error or (lambda text: print(text, file=sys.stderr, flush=True))
         self._cv = threading.Condition()
         self._pending: InferenceRequest | None = None
         self._running = False
@@ -117,7 +122,7 @@ class InferenceWorker:
                 try:
                     self._on_result(res)
                 except Exception:  # noqa: BLE001 - a failing callback must not stop inference
-                    pass
+                    self._on_error("inference result callback failed:\n" + traceback.format_exc())
             with self._cv:
                 if self._on_result is None:
                     self._results.append(res)

@@ -1,18 +1,32 @@
-"""rclpy node running an ACT policy on an arm (or, through the mirror map, on its mirror).
+"""rclpy lifecycle (managed) node running an ACT policy on an arm (or, mirrored, on its twin).
 
-Thin ROS glue: safety and the inference worker live in the ROS-free modules `safety` and
-`engine`; decoding, joint picking, the mirror / crop / resize pipeline and the executors are
-act_training's runtime (`sensors`, `pipeline`, `executors`), shared with the evaluator.
+Lifecycle (the ROS 2 convention for hardware-facing nodes; `ros2 lifecycle set/get`):
+  unconfigured --configure--> inactive: loads the checkpoint, checks it against the parameters,
+                 creates the topics, services and timers; status is published, no command.
+  inactive --activate--> active: commands flow (if enabled, `enabled_on_start` / ~/enable), the
+                 inference watchdog and the tracking check run.
+  active --deactivate--> inactive: holds: no new command, the controller keeps the last target;
+                 the executor is cleared and in-flight chunks are discarded.
+  inactive --cleanup--> unconfigured, and shutdown from any state: release the policy and every
+                 interface.
+`autostart: true` (the simulator's parameter files) makes the node configure and activate itself;
+policy_node.launch.py (physical arms) configures it and leaves activation to the operator.
+
+Thin ROS glue: the parameters are `params.NodeParams`, safety logic is `safety`, the inference
+worker `engine`; decoding, joint picking, the mirror / crop / resize pipeline and the executors are
+act_training's runtime, shared with the evaluator.
 Topics (relative, remap them): camera/<name>/image_raw (sensor_msgs/Image, sensor-data QoS),
 joint_states (sensor_msgs/JointState), commands (std_msgs/Float64MultiArray or
 trajectory_msgs/JointTrajectory), action_chunk (act_msgs/ActionChunk), status
-(act_msgs/PolicyStatus). Services: ~/enable (std_srvs/SetBool), ~/reset (std_srvs/Trigger).
-See docs/ros.md for every parameter and the two timing modes (timer / lockstep).
+(act_msgs/PolicyStatus), /diagnostics (diagnostic_msgs/DiagnosticArray). Services: ~/enable
+(std_srvs/SetBool), ~/reset (std_srvs/Trigger). See docs/ros.md.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import signal
 import sys
 import threading
 import time
@@ -22,11 +36,12 @@ import numpy as np
 import rclpy
 from act_training.runtime.sensors import InputError, JointSelector, decode_image, default_joint_names
 from builtin_interfaces.msg import Duration
-from rcl_interfaces.msg import ParameterDescriptor
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import ParameterUninitializedException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
@@ -36,65 +51,17 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from act_msgs.msg import ActionChunk, PolicyStatus
 from act_policy_node.engine import InferenceRequest, InferenceResult, InferenceWorker, PrefetchPlanner
-from act_policy_node.safety import CommandLimiter, StalenessMonitor
+from act_policy_node.params import DYNAMIC, FROM_CHECKPOINT, NodeConfigError, NodeParams
+from act_policy_node.safety import CommandLimiter, InferenceWatchdog, StalenessMonitor, tracking_violation
 
-COMMAND_TYPES = ("float64_array", "joint_trajectory")
 MODE_NAMES = {PolicyStatus.MODE_IDLE: "idle", PolicyStatus.MODE_RUNNING: "running",
               PolicyStatus.MODE_HOLDING: "holding", PolicyStatus.MODE_WAITING: "waiting"}
+DIAGNOSTIC_LEVELS = {PolicyStatus.MODE_RUNNING: DiagnosticStatus.OK,  # else WARN
+                     PolicyStatus.MODE_HOLDING: DiagnosticStatus.ERROR}
+# Parameter types of the list parameters (an empty list default does not tell rclpy its type).
+LIST_TYPES = {str: Parameter.Type.STRING_ARRAY, float: Parameter.Type.DOUBLE_ARRAY}
 
-# name -> (default or Parameter.Type for "optional", description)
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "checkpoint": ("", "Policy checkpoint (.pt) written by act_train. Required."),
-    "device": ("cpu", "torch device for inference (cpu, cuda, cuda:1, ...)."),
-    "arm": (0, "Arm the node drives. With mirror=true, arm 1 is driven through the mirror map by a "
-               "policy trained on arm 0 (policy sees mirror(obs), arm gets mirror(action))."),
-    "mirror": (True, "Apply the mirror map on arm 1 (false: raw observations/actions, the control)."),
-    "mirror_map": ("", "Mirror map YAML; empty = the cell's (mirror_arm_sim/config/mirror_map.yaml)."),
-    "joint_names": (Parameter.Type.STRING_ARRAY,
-                    "Robot joint names in the policy's action order, picked by name from joint_states. "
-                    "Default: arm<arm>_<policy joint> (the MuJoCo bridge's names)."),
-    "camera_topics": (Parameter.Type.STRING_ARRAY,
-                      "Image topic per policy camera (checkpoint order). Default: camera/<name>/image_raw."),
-    "control_rate": (50.0, "Control tick rate in Hz (timer mode)."),
-    "execution": ("", "Chunk execution: 'chunked' or 'ensemble' (ACT temporal ensembling); empty = the "
-                      "checkpoint's deployment default."),
-    "ensemble_k": (-1.0, "Ensemble weight w_i = exp(-k*i), i = 0 the oldest prediction; < 0 = the "
-                         "checkpoint's."),
-    "query_period": (0, "Ensemble: query the policy every N ticks; 0 = the checkpoint's."),
-    "n_execute": (-1, "Chunked: actions executed per chunk (0 = the whole chunk, -1 = the checkpoint's). "
-                      "In timer mode with prefetch the next query starts `lookahead` ticks earlier, so "
-                      "0 means: query after chunk - lookahead actions (at least 1)."),
-    "prefetch": (True, "Chunked, timer mode: request the next chunk `lookahead` ticks before the executed "
-                       "part of the current one runs out; the new chunk replaces the old one, aligned. "
-                       "lookahead = ceil(EMA of the measured inference s x control_rate) + "
-                       "prefetch_margin_ticks. false: query only once it has run out (every inference "
-                       "then costs missed ticks). Lockstep mode never prefetches."),
-    "prefetch_margin_ticks": (1, "Prefetch: ticks added to the inference time in ticks (>= 0)."),
-    "command_type": ("float64_array", "Command message: 'float64_array' (std_msgs/Float64MultiArray, "
-                                      "forward position controller) or 'joint_trajectory'."),
-    "trajectory_time_from_start": (0.0, "JointTrajectory point time_from_start in s (0 = one tick)."),
-    "lockstep": (False, "Tick once per complete observation (all inputs with the same header stamp) "
-                        "instead of a timer; inference is awaited. For deterministic evaluation with "
-                        "the MuJoCo bridge in lockstep mode."),
-    "enabled_on_start": (False, "Start enabled (sim). Physical arms: false, enable via ~/enable."),
-    "stale_timeout": (0.25, "An input older than this (s, wall clock) stops the policy (<= 0: never)."),
-    "on_stale": ("hold", "When inputs are stale or invalid: 'hold' re-publishes the last command, "
-                         "'silent' publishes nothing."),
-    "joint_limits_source": ("cell", "'cell' (mirror_arm_sim cell limits of the arm), 'params' "
-                                    "(joint_lower_limits/joint_upper_limits) or 'none'."),
-    "joint_lower_limits": (Parameter.Type.DOUBLE_ARRAY, "Lower joint limits (action order), source params."),
-    "joint_upper_limits": (Parameter.Type.DOUBLE_ARRAY, "Upper joint limits (action order), source params."),
-    "max_step": (0.0, "Largest change of a joint command per tick (rad or m; <= 0: unlimited)."),
-    "executor_threads": (1, "ROS executor threads: 1 = SingleThreadedExecutor, N > 1 = MultiThreadedExecutor "
-                            "(timer, inputs and services in separate callback groups). Inference always "
-                            "runs on its own worker thread."),
-    "status_rate": (5.0, "PolicyStatus publication rate in Hz (also published on every mode change)."),
-    "warn_throttle_s": (2.0, "Minimum interval between repeated input warnings (s)."),
-}
-
-
-class NodeConfigError(RuntimeError):
-    """A parameter or checkpoint problem detected at start-up."""
+__all__ = ["ACTPolicyNode", "NodeConfigError", "main"]
 
 
 def _cell_limits(arm: int, action_names) -> tuple[list[float], list[float]]:
@@ -109,176 +76,277 @@ def _cell_limits(arm: int, action_names) -> tuple[list[float], list[float]]:
     return lo, hi
 
 
-class ACTPolicyNode(Node):
-    """See module docstring."""
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class ACTPolicyNode(LifecycleNode):
+    """See module docstring. `runtime` (tests, benchmarks) replaces loading `checkpoint`."""
 
     def __init__(self, runtime=None, **kwargs) -> None:
         super().__init__("act_policy_node", **kwargs)
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=desc))
-        p = self._read_parameters()
-        self.p = p
-        self.runtime = runtime if runtime is not None else self._load_runtime(p)
-        rt = self.runtime
-        p = self._apply_deployment_defaults(p, rt.deployment)
+        self._runtime_given = runtime
+        self._resolving = False
+        self.p = self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._lock = threading.RLock()
+        self._warned: dict[str, float] = {}
+        self._interfaces: list = []      # created by configure, destroyed by cleanup
+        self.worker: InferenceWorker | None = None
+        self.runtime = None
+        self._active = False
+        self._configured = False
+        self._reset_counters()
+
+    # ------------------------------------------------------------------------------------------
+    # parameters
+    # ------------------------------------------------------------------------------------------
+    def _declare_parameters(self) -> NodeParams:
+        """Declare every NodeParams field (typed, described, read_only) and read them back."""
+        values = {}
+        for name, default, doc, read_only in NodeParams.specs():
+            desc = ParameterDescriptor(description=doc, read_only=read_only and name not in FROM_CHECKPOINT)
+            if default == []:  # an empty list does not tell rclpy its type: declare the type
+                kind = LIST_TYPES[float if name.endswith("_limits") else str]
+                value = self.declare_parameter(name, kind, desc).value
+                values[name] = list(value) if value is not None else []
+            else:
+                value = self.declare_parameter(name, default, desc).value
+                values[name] = list(value) if isinstance(default, list) else value
+        return NodeParams.from_values(values)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Only DYNAMIC parameters change after start (the others are read_only); validate them."""
+        locked = [p.name for p in params if p.name in FROM_CHECKPOINT and not self._resolving]
+        if locked:
+            return SetParametersResult(successful=False, reason=f"{locked} take effect at configure only "
+                                                                "(read-only while the node runs)")
+        trial = NodeParams(**{**vars(self.p), **{p.name: p.value for p in params if p.name in DYNAMIC}})
+        try:
+            trial.validate()
+        except NodeConfigError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        with self._lock:
+            self.p = trial
+            if self._configured:
+                self.monitor.timeout = float(trial.stale_timeout)
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------------------------
+    # lifecycle transitions
+    # ------------------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except NodeConfigError as e:
+            self.config_error = str(e)
+            self.get_logger().error(f"configuration error: {e}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._active = True
+            self._enabled = bool(self.p.enabled_on_start)
+            self._clear_hold_and_latch()
+            self._reset_execution()
+            if self._enabled:
+                self._set_mode(PolicyStatus.MODE_WAITING, "active: waiting for inputs")
+            else:
+                self._set_mode(PolicyStatus.MODE_IDLE, "active, disabled: call ~/enable")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._active = False
+            self._reset_execution()
+            self._set_mode(PolicyStatus.MODE_IDLE, "inactive: no commands (the controller holds the last "
+                                                   "target)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        """configure, in named steps: load, check, build the execution, create the interfaces."""
+        self.runtime = self._load_runtime()
+        self._resolve_deployment_defaults(getattr(self.runtime, "deployment", None))
+        self._check_policy()
+        self._build_execution()
+        self._create_interfaces()
+        self._configured = True
+        with self._lock:
+            self._reset_counters()
+            self._set_mode(PolicyStatus.MODE_IDLE, "inactive: configured, activate to run")
+        p = self.p
+        timing = "lockstep" if p.lockstep else f"{p.control_rate:.0f} Hz"
+        self.get_logger().info(
+            f"ACT policy on arm {p.arm}{' (mirrored)' if self.view.mirror.mirrored else ''}: "
+            f"{p.execution}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
+            f"cameras={self.cameras} joints={self.joint_names} {timing} "
+            f"limits={'on' if self.limiter.enabled else 'off'} enabled_on_start={p.enabled_on_start}")
+
+    def _resolve_deployment_defaults(self, dep) -> None:
+        """Executor parameters left at 'from the checkpoint' take the checkpoint's deployment
+        defaults (what act_evaluate uses); the resolved values are set back."""
+        p = self.p
+        if dep is None:  # a runtime without deployment defaults: the executors' own
+            from act_training.runtime.deployment import Deployment
+
+            dep = Deployment()
+        resolved = {"execution": p.execution or dep.execution,
+                    "ensemble_k": p.ensemble_k if p.ensemble_k >= 0 else float(dep.k),
+                    "query_period": p.query_period if p.query_period > 0 else int(dep.query_period),
+                    "n_execute": p.n_execute if p.n_execute >= 0 else int(dep.n_execute or 0)}
+        self._resolving = True
+        try:
+            self.set_parameters([Parameter(n, value=v) for n, v in resolved.items()])
+        finally:
+            self._resolving = False
+        self.p = NodeParams(**{**vars(p), **resolved})
+
+    def _load_runtime(self):
+        if self._runtime_given is not None:
+            return self._runtime_given
+        if not self.p.checkpoint:
+            raise NodeConfigError("parameter checkpoint: expected the policy file (.pt), got ''")
+        from act_training.runtime.policy import ACTPolicyRuntime
+
+        try:
+            return ACTPolicyRuntime.load(self.p.checkpoint, device=self.p.device)
+        except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
+            raise NodeConfigError(f"cannot load checkpoint {self.p.checkpoint}: {e}") from None
+
+    def _check_policy(self) -> None:
+        """The checkpoint against the parameters: dimensions, names, cameras, mirror map."""
+        rt, p = self.runtime, self.p
         self.C, self.A = int(rt.chunk_size), int(rt.action_dim)
         self.cameras = list(rt.camera_names)
         self.action_names = list(getattr(rt, "action_names", None) or rt.joint_names)
-        self.arm = int(p["arm"])
+        p.check_against(self.A)
+        if int(getattr(rt, "state_dim", self.A)) != self.A:
+            raise NodeConfigError("the node needs state_dim == action_dim (qpos, action: same joints)")
         mm = None
-        if self.arm == 1 and p["mirror"]:
+        if p.arm == 1 and p.mirror:
             from mirror_arm_sim.mirror_map import load_mirror_map
 
-            mm = load_mirror_map(p["mirror_map"] or None)
+            try:
+                mm = load_mirror_map(p.mirror_map or None)
+            except (OSError, ValueError) as e:
+                raise NodeConfigError(f"parameter mirror_map: cannot load {p.mirror_map!r}: {e}") from None
             if mm.dim != self.A:
                 raise NodeConfigError(f"mirror map has {mm.dim} joints, the policy {self.A}")
         # robot <-> policy frame; frames of any size go to the runtime, whose pipeline crops and resizes
         self.view = rt.pipeline.with_mirror(mm)
-        self.joint_names = p["joint_names"] or default_joint_names(self.arm, self.action_names)
-        if len(self.joint_names) != self.A:
-            raise NodeConfigError(f"parameter joint_names has {len(self.joint_names)} names "
-                              f"{self.joint_names}, the policy acts on {self.A} joints {self.action_names}")
-        if int(getattr(rt, "state_dim", self.A)) != self.A:
-            raise NodeConfigError("the node needs state_dim == action_dim (qpos, action: same joints)")
+        self.joint_names = p.joint_names or default_joint_names(p.arm, self.action_names)
         self.selector = JointSelector(self.joint_names, what="joint_states",
                                       hint="set the 'joint_names' parameter to the robot's names")
-        topics = p["camera_topics"] or [f"camera/{c}/image_raw" for c in self.cameras]
-        if len(topics) != len(self.cameras):
-            raise NodeConfigError(f"camera_topics has {len(topics)} entries, "
-                              f"the policy uses cameras {self.cameras}")
-        if p["execution"] not in ("chunked", "ensemble"):
-            raise NodeConfigError(f"execution must be 'chunked' or 'ensemble', got {p['execution']!r}")
-        if p["command_type"] not in COMMAND_TYPES:
-            raise NodeConfigError(f"command_type must be one of {COMMAND_TYPES}, got {p['command_type']!r}")
-        if p["on_stale"] not in ("hold", "silent"):
-            raise NodeConfigError(f"on_stale must be 'hold' or 'silent', got {p['on_stale']!r}")
-        if p["control_rate"] <= 0:
-            raise NodeConfigError("control_rate must be > 0")
-        if p["prefetch_margin_ticks"] < 0:
-            raise NodeConfigError(f"prefetch_margin_ticks must be >= 0, got {p['prefetch_margin_ticks']}")
+        self.camera_topics = p.camera_topics or [f"camera/{c}/image_raw" for c in self.cameras]
+        if len(self.camera_topics) != len(self.cameras):
+            raise NodeConfigError(f"parameter camera_topics: expected {len(self.cameras)} topics (cameras "
+                                  f"{self.cameras}), got {len(self.camera_topics)}")
+
+    def _build_execution(self) -> None:
+        """Executor, prefetch, limits, watchdogs and the worker thread."""
         from act_training.runtime.executors import make_executor
 
+        p = self.p
         try:
-            self.act_executor = make_executor(p["execution"], self.C, self.A,
-                                              n_execute=p["n_execute"] or None,
-                                              k=p["ensemble_k"], query_period=p["query_period"])
+            self.act_executor = make_executor(p.execution, self.C, self.A, n_execute=p.n_execute or None,
+                                              k=p.ensemble_k, query_period=p.query_period)
         except ValueError as e:
             raise NodeConfigError(str(e)) from None
         # chunked on a timer: query `lookahead` ticks before the executed part runs out (docs/ros.md)
-        self._prefetch = p["execution"] == "chunked" and bool(p["prefetch"]) and not p["lockstep"]
-        self.prefetch = PrefetchPlanner(p["control_rate"], p["prefetch_margin_ticks"])
-        self.limiter = self._make_limiter(p)
-        self.dt = 1.0 / p["control_rate"]
+        self._prefetch = p.execution == "chunked" and p.prefetch and not p.lockstep
+        self.prefetch = PrefetchPlanner(p.control_rate, p.prefetch_margin_ticks)
+        self.limiter = self._make_limiter()
+        self.tracking_limits = p.per_joint("max_tracking_error", self.A)
+        self.dt = 1.0 / p.control_rate
         self.input_names = [f"camera:{c}" for c in self.cameras] + ["joint_states"]
-        self.monitor = StalenessMonitor(self.input_names, p["stale_timeout"])
+        self.monitor = StalenessMonitor(self.input_names, p.stale_timeout)
+        self.watchdog = InferenceWatchdog(p.inference_timeout, p.max_inference_failures)
+        _pin_compute_threads(p.inference_threads)
+        self.worker = InferenceWorker(self.runtime.predict_chunk, on_result=self._on_inference,
+                                      on_error=lambda text: self.get_logger().error(text))
 
-        # --- state (guarded by self._lock) ---------------------------------------------------
-        self._lock = threading.RLock()
-        self._warned: dict[str, float] = {}
+    def _make_limiter(self) -> CommandLimiter:
+        p = self.p
+        lo = hi = None
+        if p.joint_limits_source == "cell":
+            lo, hi = _cell_limits(p.arm, self.action_names)
+        elif p.joint_limits_source == "params":
+            lo, hi = p.joint_lower_limits, p.joint_upper_limits
+        try:
+            return CommandLimiter(self.A, lo, hi, p.per_joint("max_step", self.A))
+        except ValueError as e:
+            raise NodeConfigError(str(e)) from None
+
+    def _create_interfaces(self) -> None:
+        p = self.p
+        inputs, timer, misc = (MutuallyExclusiveCallbackGroup() for _ in range(3))
+        made = self._interfaces
+        for cam, topic in zip(self.cameras, self.camera_topics):
+            made.append(self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m),
+                                                 qos_profile_sensor_data, callback_group=inputs))
+        self.js_sub = self.create_subscription(JointState, "joint_states", self._on_joint_state,
+                                               QoSProfile(depth=10), callback_group=inputs)
+        made.append(self.js_sub)
+        cmd_type = Float64MultiArray if p.command_type == "float64_array" else JointTrajectory
+        self.cmd_pub = self.create_publisher(cmd_type, "commands", 10)
+        self.chunk_pub = self.create_publisher(ActionChunk, "action_chunk", 10)
+        self.status_pub = self.create_publisher(PolicyStatus, "status", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        made += [self.cmd_pub, self.chunk_pub, self.status_pub, self.diag_pub]
+        made.append(self.create_service(SetBool, "~/enable", self._on_enable, callback_group=misc))
+        made.append(self.create_service(Trigger, "~/reset", self._on_reset, callback_group=misc))
+        if not p.lockstep:
+            made.append(self.create_timer(self.dt, self._on_tick, callback_group=timer))
+        if p.status_rate > 0:
+            made.append(self.create_timer(1.0 / p.status_rate, self._on_status_timer, callback_group=misc))
+        if p.diagnostics_rate > 0:
+            made.append(self.create_timer(1.0 / p.diagnostics_rate, self._publish_diagnostics,
+                                          callback_group=misc))
+
+    def _release(self) -> None:
+        """Undo configure: stop the worker, destroy every interface, drop the policy."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        for entity in self._interfaces:
+            destroy = {"Subscription": self.destroy_subscription, "Publisher": self.destroy_publisher,
+                       "Service": self.destroy_service, "Timer": self.destroy_timer}[type(entity).__name__]
+            destroy(entity)
+        self._interfaces = []
+        self._configured = False
+        self.runtime = None if self._runtime_given is None else self._runtime_given
+
+    # ------------------------------------------------------------------------------------------
+    # state
+    # ------------------------------------------------------------------------------------------
+    def _reset_counters(self) -> None:
         self._images: dict[str, tuple[np.ndarray, int]] = {}  # camera -> (rgb, stamp ns)
         self._qpos: tuple[np.ndarray, int] | None = None
-        self._enabled = bool(p["enabled_on_start"])
-        self._mode = PolicyStatus.MODE_IDLE if not self._enabled else PolicyStatus.MODE_WAITING
-        self._mode_msg = "disabled" if not self._enabled else "waiting for inputs"
+        self._enabled = False
+        self._mode = PolicyStatus.MODE_IDLE
+        self._mode_msg = "unconfigured"
         self._generation = 0
-        self._last_cmd: np.ndarray | None = None
+        self._last_cmd: np.ndarray | None = None   # where the rate limit starts from (None: measured)
+        self._hold_cmd: np.ndarray | None = None   # what a hold re-publishes (the last command sent)
+        self._latched: str | None = None           # a fault that holds until re-enabled
         self._answered_stamp = -1
-        self._seq = 0
-        self._ticks = 0
-        self._missed = 0
-        self._late_ticks = 0
-        self._rejected = 0
+        self._seq = self._ticks = self._missed = self._late_ticks = self._rejected = 0
         self._inference_ms = 0.0
         self._last_tick_t: float | None = None
         self._latency_from: float | None = None  # receipt time of the obs behind the newest chunk
         self.latencies_ms: deque[float] = deque(maxlen=5000)
-
-        # --- ROS interfaces --------------------------------------------------------------------
-        self._cb_inputs = MutuallyExclusiveCallbackGroup()
-        self._cb_timer = MutuallyExclusiveCallbackGroup()
-        self._cb_misc = MutuallyExclusiveCallbackGroup()
-        for cam, topic in zip(self.cameras, topics):
-            self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m),
-                                     qos_profile_sensor_data, callback_group=self._cb_inputs)
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, QoSProfile(depth=10),
-                                 callback_group=self._cb_inputs)
-        cmd_type = Float64MultiArray if p["command_type"] == "float64_array" else JointTrajectory
-        self.cmd_pub = self.create_publisher(cmd_type, "commands", 10)
-        self.chunk_pub = self.create_publisher(ActionChunk, "action_chunk", 10)
-        self.status_pub = self.create_publisher(PolicyStatus, "status", 10)
-        self.create_service(SetBool, "~/enable", self._on_enable, callback_group=self._cb_misc)
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._cb_misc)
-        self.worker = InferenceWorker(rt.predict_chunk, on_result=self._on_inference)
-        if not p["lockstep"]:
-            self.timer = self.create_timer(self.dt, self._on_tick, callback_group=self._cb_timer)
-        if p["status_rate"] > 0:
-            self.create_timer(1.0 / p["status_rate"], self._publish_status, callback_group=self._cb_misc)
-        timing = "lockstep" if p["lockstep"] else f"{p['control_rate']:.0f} Hz"
-        self.get_logger().info(
-            f"ACT policy on arm {self.arm}{' (mirrored)' if self.view.mirror.mirrored else ''}: "
-            f"{p['execution']}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
-            f"cameras={self.cameras} joints={self.joint_names} "
-            f"{timing} limits={'on' if self.limiter.enabled else 'off'} enabled={self._enabled}")
-
-    # ------------------------------------------------------------------------------------------
-    # set-up helpers
-    # ------------------------------------------------------------------------------------------
-    def _read_parameters(self) -> dict:
-        out = {}
-        for name, (default, _) in PARAMETERS.items():
-            try:
-                out[name] = self.get_parameter(name).value
-            except ParameterUninitializedException:
-                out[name] = []
-            if isinstance(default, Parameter.Type) and out[name] is None:
-                out[name] = []
-            if isinstance(out[name], tuple | np.ndarray) or type(out[name]).__name__ == "array":
-                out[name] = list(out[name])
-        return out
-
-    def _apply_deployment_defaults(self, p: dict, dep) -> dict:
-        """Executor parameters left at their 'from the checkpoint' value take the checkpoint's
-        deployment defaults; the resolved values are set back, so `ros2 param get` shows them."""
-        p = dict(p)
-        if not p["execution"]:
-            p["execution"] = dep.execution
-        if p["ensemble_k"] < 0:
-            p["ensemble_k"] = float(dep.k)
-        if p["query_period"] <= 0:
-            p["query_period"] = int(dep.query_period)
-        if p["n_execute"] < 0:
-            p["n_execute"] = int(dep.n_execute or 0)
-        self.set_parameters([Parameter(n, value=p[n])
-                             for n in ("execution", "ensemble_k", "query_period", "n_execute")])
-        self.p = p
-        return p
-
-    def _load_runtime(self, p: dict):
-        if not p["checkpoint"]:
-            raise NodeConfigError("parameter 'checkpoint' is empty: pass the policy file (.pt)")
-        from act_training.runtime.policy import ACTPolicyRuntime
-
-        try:
-            return ACTPolicyRuntime.load(p["checkpoint"], device=p["device"])
-        except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
-            raise NodeConfigError(f"cannot load checkpoint {p['checkpoint']}: {e}") from None
-
-    def _make_limiter(self, p: dict) -> CommandLimiter:
-        src = p["joint_limits_source"]
-        lo = hi = None
-        if src == "cell":
-            lo, hi = _cell_limits(self.arm, self.action_names)
-        elif src == "params":
-            lo, hi = p["joint_lower_limits"], p["joint_upper_limits"]
-            if len(lo) != self.A or len(hi) != self.A:
-                raise NodeConfigError(f"joint_lower_limits/joint_upper_limits need {self.A} values each, "
-                                  f"got {len(lo)}/{len(hi)}")
-        elif src != "none":
-            raise NodeConfigError(f"joint_limits_source must be cell, params or none, got {src!r}")
-        try:
-            return CommandLimiter(self.A, lo, hi, p["max_step"] if p["max_step"] > 0 else None)
-        except ValueError as e:
-            raise NodeConfigError(str(e)) from None
 
     def _warn(self, text: str, error: bool = False, key: str | None = None) -> None:
         """Throttled per `key` (default: the text up to its first colon), so that different
@@ -286,19 +354,40 @@ class ACTPolicyNode(Node):
         key = key or text.split(":")[0]
         now = time.monotonic()
         last = self._warned.get(key)
-        if last is not None and now - last < float(self.p["warn_throttle_s"]):
+        if last is not None and now - last < float(self.p.warn_throttle_s):
             return
         self._warned[key] = now
         log = self.get_logger()
         (log.error if error else log.warning)(text)
 
+    def _set_mode(self, mode: int, text: str) -> None:
+        if mode != self._mode or text != self._mode_msg:
+            changed = mode != self._mode
+            self._mode, self._mode_msg = mode, text
+            if changed:
+                self.get_logger().info(f"mode {MODE_NAMES[mode]}: {text}")
+                self._publish_status()
+
+    def _reset_execution(self) -> None:
+        """A fresh executor; chunks in flight are discarded (generation) and, in lockstep, the
+        next observation is answered whatever its stamp (a sim-time reset goes backwards)."""
+        self.act_executor.reset()
+        self._generation += 1
+        self._answered_stamp = -1
+        self._latency_from = None
+
+    def _clear_hold_and_latch(self) -> None:
+        self._latched = None
+        self._last_cmd = None
+        self._hold_cmd = None
+        self.watchdog.reset()
+
+    def _commanding(self) -> bool:
+        return self._configured and self._active and self._enabled
+
     # ------------------------------------------------------------------------------------------
     # inputs
     # ------------------------------------------------------------------------------------------
-    @staticmethod
-    def _stamp_ns(header) -> int:
-        return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
     def _on_image(self, camera: str, msg: Image) -> None:
         try:
             img = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
@@ -307,10 +396,12 @@ class ACTPolicyNode(Node):
                 self._rejected += 1
             self._warn(f"camera '{camera}': image rejected: {e}", key=f"image {camera} {str(e)[:24]}")
             return
+        stamp = _stamp_ns(msg.header)
         with self._lock:
-            self._images[camera] = (img, self._stamp_ns(msg.header))
-            self.monitor.update(f"camera:{camera}", time.monotonic())
-        if self.p["lockstep"]:
+            if not self._fresh(f"camera:{camera}", stamp):
+                return
+            self._images[camera] = (img, stamp)
+        if self.p.lockstep:
             self._lockstep_maybe_tick()
 
     def _on_joint_state(self, msg: JointState) -> None:
@@ -321,11 +412,22 @@ class ACTPolicyNode(Node):
                 self._rejected += 1
             self._warn(f"joint_states rejected: {e}", error="lacks joints" in str(e), key=f"js {str(e)[:24]}")
             return
+        stamp = _stamp_ns(msg.header)
         with self._lock:
-            self._qpos = (q, self._stamp_ns(msg.header))
-            self.monitor.update("joint_states", time.monotonic())
-        if self.p["lockstep"]:
+            if not self._fresh("joint_states", stamp):
+                return
+            self._qpos = (q, stamp)
+        if self.p.lockstep:
             self._lockstep_maybe_tick()
+
+    def _fresh(self, name: str, stamp: int) -> bool:
+        """Record an arrival (lock held). Timer mode also judges the header stamp: a frozen or
+        backwards stamp is not fresh (lockstep re-publishes one observation on purpose)."""
+        why = self.monitor.update(name, time.monotonic(), 0 if self.p.lockstep else stamp)
+        if why is None:
+            return True
+        self._warn(f"{name}: header stamp {why} ({stamp} ns): not counted as fresh", key=f"stamp {name}")
+        return False
 
     def _snapshot(self) -> InferenceRequest:
         """Current observation in policy space (call with the lock held, inputs present)."""
@@ -335,18 +437,23 @@ class ACTPolicyNode(Node):
         return InferenceRequest(imgs, q, step=self.act_executor.step, generation=self._generation,
                                 stamp=t_obs, context={"stamp_ns": self._qpos[1]})
 
+    def _submit(self) -> None:
+        self.worker.submit(self._snapshot())
+        self.watchdog.started(time.monotonic())
+
     # ------------------------------------------------------------------------------------------
     # inference results (worker thread)
     # ------------------------------------------------------------------------------------------
     def _on_inference(self, res: InferenceResult) -> None:
         with self._lock:
             self.prefetch.update(res.inference_s)  # a discarded chunk still measured the inference
-            if res.request.generation != self._generation:
-                return  # reset while in flight
+            self.watchdog.finished(res.error)
             self._inference_ms = res.inference_s * 1e3
+            if res.request.generation != self._generation or not self._commanding():
+                return  # reset, disabled or deactivated while in flight
             if res.chunk is None:
                 self._warn(f"inference failed: {res.error}", error=True)
-                if self.p["lockstep"]:
+                if self.p.lockstep:
                     self._answered_stamp = -1  # let a re-published observation retry
                 return
             try:
@@ -356,14 +463,16 @@ class ACTPolicyNode(Node):
                 return
             self._latency_from = res.request.stamp
             self._publish_chunk(res)
-            if self.p["lockstep"]:
+            if self.p.lockstep:
                 self._emit_step()
+            elif self._wants_query() and self.monitor.stale(time.monotonic()) == []:
+                self._submit()  # free again and a query is due: take the newest observation now
 
     def _publish_chunk(self, res: InferenceResult) -> None:
         msg = ActionChunk()
         ns = int(res.request.context.get("stamp_ns", 0))
         msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
-        msg.header.frame_id = f"arm{self.arm}"
+        msg.header.frame_id = f"arm{self.p.arm}"
         msg.joint_names = list(self.joint_names)
         msg.chunk_length, msg.action_dim = self.C, self.A
         msg.values = self.view.to_robot(res.chunk).astype(np.float64).ravel().tolist()
@@ -375,19 +484,6 @@ class ACTPolicyNode(Node):
     # ------------------------------------------------------------------------------------------
     # ticks
     # ------------------------------------------------------------------------------------------
-    def _set_mode(self, mode: int, text: str) -> None:
-        if mode != self._mode or text != self._mode_msg:
-            changed = mode != self._mode
-            self._mode, self._mode_msg = mode, text
-            if changed:
-                self.get_logger().info(f"mode {MODE_NAMES[mode]}: {text}")
-                self._publish_status()
-
-    def _reset_execution(self) -> None:
-        self.act_executor.reset()
-        self._generation += 1
-        self._latency_from = None
-
     def _on_tick(self) -> None:
         """Timer mode: never waits for inference (the worker runs it; results arrive via
         `_on_inference` and are aligned by the executor)."""
@@ -397,27 +493,52 @@ class ACTPolicyNode(Node):
             if self._last_tick_t is not None and now - self._last_tick_t > 1.5 * self.dt:
                 self._late_ticks += 1
             self._last_tick_t = now
+            if not self._active:
+                return
             if not self._enabled:
                 self._set_mode(PolicyStatus.MODE_IDLE, "disabled")
                 return
+            fault = self._latched or self.watchdog.problem(now)
+            if fault:
+                self._latch(fault)
+                return
             stale = self.monitor.stale(now)
             if stale:
-                missing = self.monitor.missing()
-                if self._last_cmd is None and missing:
-                    self._set_mode(PolicyStatus.MODE_WAITING, f"no data yet from {missing}")
-                    return
-                if self._mode != PolicyStatus.MODE_HOLDING:
-                    self._warn(f"inputs stale ({stale}, timeout {self.monitor.timeout}s): "
-                               f"{'holding last command' if self.p['on_stale'] == 'hold' else 'silent'}",
-                               key="stale")
-                    self._reset_execution()  # the chunks were predicted from the old world
-                self._set_mode(PolicyStatus.MODE_HOLDING, f"stale inputs {stale}")
-                if self.p["on_stale"] == "hold" and self._last_cmd is not None:
-                    self._publish_command(self._last_cmd)
+                self._on_stale(stale)
                 return
             if self._wants_query() and not self.worker.busy:
-                self.worker.submit(self._snapshot())
+                self._submit()
             self._emit_step()
+
+    def _on_stale(self, stale: list[str]) -> None:
+        missing = self.monitor.missing()
+        if self._hold_cmd is None and missing:
+            self._set_mode(PolicyStatus.MODE_WAITING, f"no data yet from {missing}")
+            return
+        if self._mode != PolicyStatus.MODE_HOLDING:
+            what = "holding the last command" if self.p.on_stale == "hold" else "silent"
+            self._warn(f"inputs stale ({stale}, timeout {self.monitor.timeout}s): {what}", key="stale")
+            self._enter_hold()
+        self._hold(f"stale inputs {stale}")
+
+    def _enter_hold(self) -> None:
+        """Leaving the policy: its chunks were predicted from a world that has moved on, and when
+        it resumes the rate limit starts from the measured position, not the held target."""
+        self._reset_execution()
+        self._last_cmd = None
+
+    def _hold(self, reason: str) -> None:
+        self._set_mode(PolicyStatus.MODE_HOLDING, reason)
+        if self.p.on_stale == "hold" and self._hold_cmd is not None:
+            self._publish_command(self._hold_cmd)
+
+    def _latch(self, fault: str) -> None:
+        """A fault that holds until the operator re-enables (~/enable) or re-activates."""
+        if self._latched is None:
+            self._latched = fault
+            self.get_logger().error(f"holding: {fault}; re-enable (~/enable) or re-activate to resume")
+            self._enter_hold()
+        self._hold(fault)
 
     def _wants_query(self) -> bool:
         """Timer mode: should this tick start an inference? Chunked with prefetch: `lookahead`
@@ -428,22 +549,28 @@ class ACTPolicyNode(Node):
         return self.act_executor.needs_query()
 
     def _emit_step(self) -> None:
-        """Take the executor's action for this tick, map, clamp and publish it (lock held)."""
+        """Take the executor's action for this tick, map, check, clamp and publish it (lock held)."""
         action = self.act_executor.next_action()
         if action is None:
             self._missed += 1
-            if self._last_cmd is None:
+            if self._hold_cmd is None:
                 self._set_mode(PolicyStatus.MODE_WAITING, "waiting for the first chunk")
-            elif self.p["on_stale"] == "hold":
-                self._publish_command(self._last_cmd)
+            elif self.p.on_stale == "hold":
+                self._publish_command(self._hold_cmd)
             return
+        measured = self._qpos[0]
+        if self._hold_cmd is not None:
+            fault = tracking_violation(self._hold_cmd, measured, self.tracking_limits, self.joint_names)
+            if fault:
+                self._hold_cmd = np.asarray(measured, dtype=np.float64)  # stop where the arm is
+                self._latch(fault)
+                return
         cmd = self.view.to_robot(action).astype(np.float64)
-        prev = self._last_cmd if self._last_cmd is not None else self._qpos[0]
-        cmd, clamped = self.limiter.apply(cmd, prev)
+        cmd, clamped = self.limiter.apply(cmd, self._last_cmd if self._last_cmd is not None else measured)
         if clamped:
             self._warn(f"command clamped to limits / max_step ({self.limiter.n_clamped} so far)", key="clamp")
         self._publish_command(cmd)
-        self._last_cmd = cmd
+        self._last_cmd = self._hold_cmd = cmd
         if self._latency_from is not None:
             self.latencies_ms.append((time.monotonic() - self._latency_from) * 1e3)
             self._latency_from = None
@@ -453,7 +580,7 @@ class ACTPolicyNode(Node):
         """Lockstep mode: one tick per complete observation (every input carrying the same,
         not yet answered header stamp); the command waits for the inference if one is due."""
         with self._lock:
-            if not self._enabled or self._qpos is None or len(self._images) < len(self.cameras):
+            if not self._commanding() or self._qpos is None or len(self._images) < len(self.cameras):
                 return
             stamp = self._qpos[1]
             if stamp <= self._answered_stamp or any(self._images[c][1] != stamp for c in self.cameras):
@@ -461,13 +588,13 @@ class ACTPolicyNode(Node):
             self._answered_stamp = stamp
             self._ticks += 1
             if self.act_executor.needs_query():
-                self.worker.submit(self._snapshot())  # _on_inference emits the command
+                self._submit()  # _on_inference emits the command
             else:
                 self._emit_step()
 
     def _publish_command(self, cmd: np.ndarray) -> None:
         values = [float(v) for v in cmd]
-        if self.p["command_type"] == "float64_array":
+        if self.p.command_type == "float64_array":
             msg = Float64MultiArray()
             msg.layout.dim = [MultiArrayDimension(label="joints", size=self.A, stride=self.A)]
             msg.data = values
@@ -475,24 +602,31 @@ class ACTPolicyNode(Node):
             msg = JointTrajectory()
             msg.header.stamp = self.get_clock().now().to_msg()
             msg.joint_names = list(self.joint_names)
-            t = self.p["trajectory_time_from_start"] or self.dt
-            pt = JointTrajectoryPoint(positions=values)
-            pt.time_from_start = Duration(sec=int(t), nanosec=int(round((t % 1.0) * 1e9)))
-            msg.points = [pt]
+            t = self.p.trajectory_time_from_start or self.dt
+            msg.points = [JointTrajectoryPoint(positions=values, time_from_start=_duration(t))]
         self.cmd_pub.publish(msg)
 
     # ------------------------------------------------------------------------------------------
-    # services and status
+    # services, status and diagnostics
     # ------------------------------------------------------------------------------------------
     def _on_enable(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
         with self._lock:
+            if req.data and not self._active:
+                resp.success = False
+                resp.message = "inactive: activate first (ros2 lifecycle set <node> activate)"
+                return resp
+            hung = self.watchdog.problem(time.monotonic()) if self.worker.busy else None
+            if req.data and hung:
+                resp.success, resp.message = False, f"still holding: {hung}"
+                return resp
             was = self._enabled
             self._enabled = bool(req.data)
-            if self._enabled and not was:
+            if self._enabled and (not was or self._latched):
                 self._reset_execution()
-                self._last_cmd = None
+                self._clear_hold_and_latch()
                 self._set_mode(PolicyStatus.MODE_WAITING, "enabled")
             elif not self._enabled:
+                self._reset_execution()  # an inference in flight must not publish
                 self._set_mode(PolicyStatus.MODE_IDLE, "disabled")
         resp.success, resp.message = True, f"enabled={self._enabled}"
         return resp
@@ -500,32 +634,42 @@ class ACTPolicyNode(Node):
     def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         with self._lock:
             self._reset_execution()
-            self._last_cmd = None
-            if self._enabled:
+            self._last_cmd = self._hold_cmd = None
+            if self._commanding():
                 self._set_mode(PolicyStatus.MODE_WAITING, "reset")
         resp.success, resp.message = True, f"executor reset (generation {self._generation})"
         return resp
 
     def latency_summary(self) -> dict:
+        """Counters and latency percentiles since configure (exit summary, status, diagnostics)."""
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
         return {
             "ticks": self._ticks, "missed_ticks": self._missed, "late_ticks": self._late_ticks,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else math.nan,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else math.nan,
             "inference_ms": self._inference_ms, "rejected_inputs": self._rejected,
-            "clamped": self.limiter.n_clamped,
-            "lookahead_ticks": self.prefetch.lookahead() if self._prefetch else 0,
+            "clamped": self.limiter.n_clamped if self._configured else 0,
+            "lookahead_ticks": self.prefetch.lookahead() if self._configured and self._prefetch else 0,
         }
 
+    def _on_status_timer(self) -> None:
+        self._publish_status()
+        n = self.count_publishers(self.js_sub.topic_name)
+        if n > 1:
+            self._warn(f"{self.js_sub.topic_name} has {n} publishers: joint positions may interleave from "
+                       f"different sources", key="js publishers")
+
     def _publish_status(self) -> None:
+        if not self._configured:
+            return
         with self._lock:
             s = PolicyStatus()
             s.header.stamp = self.get_clock().now().to_msg()
-            s.header.frame_id = f"arm{self.arm}"
+            s.header.frame_id = f"arm{self.p.arm}"
             s.mode, s.mode_name = self._mode, MODE_NAMES[self._mode]
-            s.enabled = self._enabled
-            s.execution = self.p["execution"]
-            s.arm = self.arm
+            s.enabled = self._commanding()
+            s.execution = self.p.execution
+            s.arm = self.p.arm
             s.inference_ms = float(self._inference_ms)
             ages = self.monitor.ages(time.monotonic())
             s.input_ages_s = [float(a) if math.isfinite(a) else -1.0 for a in ages]
@@ -534,36 +678,80 @@ class ACTPolicyNode(Node):
             st = self.latency_summary()
             s.message = (f"{self._mode_msg}; latency p50 {st['latency_p50_ms']:.1f} ms "
                          f"p99 {st['latency_p99_ms']:.1f} ms; late ticks {self._late_ticks}; "
-                         f"clamped {self.limiter.n_clamped}")
+                         f"clamped {st['clamped']}")
             if self._prefetch:
                 s.message += f"; prefetch lookahead {st['lookahead_ticks']} ticks"
         self.status_pub.publish(s)
 
+    def _publish_diagnostics(self) -> None:
+        """/diagnostics: one status for the policy (OK running, WARN waiting/idle, ERROR holding)."""
+        with self._lock:
+            st = self.latency_summary()
+            ages = self.monitor.ages(time.monotonic())
+            d = DiagnosticStatus(name=f"{self.get_name()}: policy", hardware_id=f"arm{self.p.arm}",
+                                 message=self._mode_msg)
+            d.level = DIAGNOSTIC_LEVELS.get(self._mode, DiagnosticStatus.WARN)
+            values = {"mode": MODE_NAMES[self._mode], "active": self._active, "enabled": self._enabled,
+                      "inference_ms": f"{self._inference_ms:.2f}",
+                      "latency_p50_ms": f"{st['latency_p50_ms']:.2f}",
+                      "latency_p99_ms": f"{st['latency_p99_ms']:.2f}",
+                      "ticks": st["ticks"], "missed_ticks": st["missed_ticks"],
+                      "late_ticks": st["late_ticks"],
+                      "clamped": st["clamped"], "rejected_inputs": st["rejected_inputs"],
+                      "inference_failures_in_a_row": self.watchdog.failures}
+            values.update({f"age_s {n}": f"{a:.3f}" if math.isfinite(a) else "never"
+                           for n, a in zip(self.input_names, ages)})
+            d.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        msg = DiagnosticArray(status=[d])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
+
     def destroy_node(self) -> None:
-        if getattr(self, "worker", None) is not None:
+        """Stop the inference worker before the node goes."""
+        if self.worker is not None:
             self.worker.stop()
+            self.worker = None
         super().destroy_node()
 
 
+def _duration(t: float) -> Duration:
+    return Duration(sec=int(t), nanosec=int(round((t % 1.0) * 1e9)))
+
+
+def _pin_compute_threads(n: int) -> None:
+    """torch intra-op threads for inference: `n`, or all cores but one (the ROS callbacks')."""
+    import torch
+
+    torch.set_num_threads(n if n > 0 else max(1, (os.cpu_count() or 2) - 1))
+
+
 def main(args=None) -> int:
+    """Console script: run the node; `autostart` configures and activates it at once."""
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = ACTPolicyNode()
-        n = int(node.p["executor_threads"])
+        if node.p.autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise NodeConfigError(getattr(node, "config_error", "configure failed"))
+            node.trigger_activate()
+        n = int(node.p.executor_threads)
         executor = MultiThreadedExecutor(num_threads=n) if n > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
-    except NodeConfigError as e:
+    except (NodeConfigError, InvalidParameterTypeException, InvalidParameterValueException) as e:
         print(f"[act_policy_node] configuration error: {e}", file=sys.stderr, flush=True)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None and hasattr(node, "worker"):
-            st = node.latency_summary()
-            print(f"[act_policy_node] summary: {st}", file=sys.stderr, flush=True)
+        # Ctrl-C under `ros2 launch` arrives twice (the terminal's process group, then the
+        # launch's forwarded SIGINT): the second one must not abort the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if node is not None:
+            if node._configured:
+                print(f"[act_policy_node] summary: {node.latency_summary()}", file=sys.stderr, flush=True)
             node.destroy_node()
         rclpy.try_shutdown()
     return code

@@ -2,7 +2,10 @@
 
 - `CommandLimiter`: clamps a joint command to [lower, upper] and to a maximum change per tick
   relative to the previous command (or, for the first command, to the measured position).
-- `StalenessMonitor`: per-input receipt times -> ages, and which inputs are missing or stale.
+- `StalenessMonitor`: per-input receipt times -> ages, and which inputs are missing or stale;
+  an input whose header stamp is frozen or goes backwards does not count as fresh.
+- `InferenceWatchdog`: an inference running too long, or too many failures in a row.
+- `tracking_violation`: command vs measured position beyond a per-joint limit.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CommandLimiter", "StalenessMonitor"]
+__all__ = ["CommandLimiter", "StalenessMonitor", "InferenceWatchdog", "tracking_violation"]
 
 
 class CommandLimiter:
@@ -62,18 +65,37 @@ class CommandLimiter:
 
 
 class StalenessMonitor:
-    """Tracks when each named input last arrived; times are seconds on one clock."""
+    """Tracks when each named input last arrived; times are seconds on one clock.
+
+    With a header stamp (ns, any clock: wall or sim time) a message only counts as fresh if its
+    stamp is newer than the last fresh one of that input: a driver that keeps re-sending an old
+    sample (frozen stamp) or whose clock jumps back goes stale like one that stopped. Stamp 0 means
+    "not stamped" and is judged by arrival only.
+    """
 
     def __init__(self, names: Sequence[str], timeout: float) -> None:
         self.names = list(names)
         self.timeout = float(timeout)
         self._last: dict[str, float | None] = {n: None for n in self.names}
+        self._stamp: dict[str, int] = {n: 0 for n in self.names}
 
     def reset(self) -> None:
         self._last = {n: None for n in self.names}
+        self._stamp = {n: 0 for n in self.names}
 
-    def update(self, name: str, t: float) -> None:
+    def update(self, name: str, t: float, stamp_ns: int = 0) -> str | None:
+        """Record an arrival at `t`; returns why it does not count as fresh ('frozen' or
+        'backwards' stamp), else None."""
+        stamp_ns = int(stamp_ns)
+        if stamp_ns > 0:
+            last = self._stamp[name]
+            if last and stamp_ns == last:
+                return "frozen"
+            if last and stamp_ns < last:
+                return "backwards"
+            self._stamp[name] = stamp_ns
         self._last[name] = float(t)
+        return None
 
     def last(self, name: str) -> float | None:
         return self._last[name]
@@ -90,3 +112,50 @@ class StalenessMonitor:
         if self.timeout <= 0:
             return self.missing()
         return [n for n, a in zip(self.names, self.ages(now)) if a > self.timeout]
+
+
+class InferenceWatchdog:
+    """Judges the inference worker: one running longer than `timeout` s is hung; `max_failures`
+    failed inferences in a row is a broken policy. Times are seconds on one clock."""
+
+    def __init__(self, timeout: float, max_failures: int) -> None:
+        self.timeout = float(timeout)
+        self.max_failures = int(max_failures)
+        self.failures = 0
+        self.last_error = ""
+        self._started: float | None = None
+
+    def started(self, t: float) -> None:
+        self._started = float(t)
+
+    def finished(self, error: str | None) -> None:
+        self._started = None
+        if error is None:
+            self.failures = 0
+        else:
+            self.failures += 1
+            self.last_error = error
+
+    def reset(self) -> None:
+        self.failures, self.last_error = 0, ""
+
+    def problem(self, now: float) -> str | None:
+        """Why the policy must stop (None: fine)."""
+        if self.failures >= self.max_failures:
+            return f"inference failed {self.failures} times in a row (last: {self.last_error})"
+        if self.timeout > 0 and self._started is not None and now - self._started > self.timeout:
+            return (f"inference hung: running for {now - self._started:.2f} s "
+                    f"(inference_timeout {self.timeout} s)")
+        return None
+
+
+def tracking_violation(command, measured, limits, names: Sequence[str]) -> str | None:
+    """The joints where |command - measured| exceeds `limits` (per joint, <= 0: unchecked), as a
+    message; None if within."""
+    err = np.abs(np.asarray(command, dtype=np.float64) - np.asarray(measured, dtype=np.float64))
+    lim = np.asarray(limits, dtype=np.float64)
+    bad = np.flatnonzero((lim > 0) & (err > lim))
+    if bad.size == 0:
+        return None
+    parts = [f"{names[i]} {err[i]:.3f} > {lim[i]:.3f}" for i in bad]
+    return "tracking error (command vs measured): " + ", ".join(parts)

@@ -5,19 +5,37 @@
         joint_states_topic:=/joint_states [namespace:=right] [use_sim_time:=false]
 
 Parameters come from `params_file` (default: the package's config/physical_pair.yaml, an
-example to copy and adapt); `checkpoint` and `use_sim_time` are set here. The node starts as
-configured by `enabled_on_start` (false in the example): enable it with the ~/enable service.
+example to copy and adapt); `checkpoint` and `use_sim_time` are set here. The node is a
+lifecycle node: this launch file CONFIGURES it (checkpoint loaded, topics up, no command) and
+leaves activation to the operator:
+
+    ros2 lifecycle set /act_policy_node activate      # the policy drives the arm
+    ros2 lifecycle set /act_policy_node deactivate    # stop: the controller holds the last target
 """
 
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, EmitEvent
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
 
 from launch import LaunchDescription
 
 
 def generate_launch_description():
+    node = LifecycleNode(
+        package="act_policy_node", executable="act_policy_node", name="act_policy_node",
+        namespace=LaunchConfiguration("namespace"), output="screen",
+        parameters=[LaunchConfiguration("params_file"),
+                    {"checkpoint": LaunchConfiguration("checkpoint"),
+                     "use_sim_time": LaunchConfiguration("use_sim_time")}],
+        remappings=[("commands", LaunchConfiguration("command_topic")),
+                    ("joint_states", LaunchConfiguration("joint_states_topic"))],
+    )
+    configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                            transition_id=Transition.TRANSITION_CONFIGURE))
     return LaunchDescription([
         DeclareLaunchArgument("checkpoint", description="policy checkpoint (.pt) written by act_train"),
         DeclareLaunchArgument(
@@ -31,13 +49,6 @@ def generate_launch_description():
         DeclareLaunchArgument("joint_states_topic", default_value="/joint_states",
                               description="the arms' sensor_msgs/JointState"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
-        Node(
-            package="act_policy_node", executable="act_policy_node", name="act_policy_node",
-            namespace=LaunchConfiguration("namespace"), output="screen",
-            parameters=[LaunchConfiguration("params_file"),
-                        {"checkpoint": LaunchConfiguration("checkpoint"),
-                         "use_sim_time": LaunchConfiguration("use_sim_time")}],
-            remappings=[("commands", LaunchConfiguration("command_topic")),
-                        ("joint_states", LaunchConfiguration("joint_states_topic"))],
-        ),
+        node,
+        configure,
     ])

@@ -2,7 +2,8 @@
 
     ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
         [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [image_size:=H,W] \
-        [sim:=mujoco|gazebo] [trials:=20] [seed:=1000] [mirror:=true|false] [variant:=exact]
+        [sim:=mujoco|gazebo] [realtime:=false] [trials:=20] [seed:=1000] [mirror:=true|false]
+        [variant:=exact]
 
 Executor settings and the camera frame size default to the checkpoint's deployment defaults
 (what `act_evaluate --checkpoint X` uses), so `checkpoint:=X` alone reproduces it seed for seed.
@@ -16,9 +17,11 @@ with data.mirror_augment, or the no-mirror control); variant:= picks an imperfec
 
 sim:=mujoco (default): the MuJoCo bridge in LOCKSTEP mode (simulated time advances one control
 step per command) and the node with lockstep:=true, so the figures equal `act_evaluate`'s on the
-same seeds (docs/ros.md). sim:=gazebo: includes gazebo_cell.launch.py (Gazebo + ros_gz_bridge +
-the adapter, named mirror_arm_bridge like the MuJoCo bridge) and runs the node on its timer with
-use_sim_time:=true.
+same seeds (docs/ros.md). realtime:=true: as a robot runs, the bridge steps on its own 50 Hz
+timer with the latest command and the node runs on its control timer (inference off the tick).
+The node is a lifecycle node; its sim parameter files set autostart (configure + activate).
+sim:=gazebo: includes gazebo_cell.launch.py (Gazebo + ros_gz_bridge + the adapter, named
+mirror_arm_bridge like the MuJoCo bridge) and runs the node on its timer with use_sim_time:=true.
 """
 
 from launch.actions import (
@@ -32,7 +35,7 @@ from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -50,10 +53,14 @@ ARGUMENTS = [
     ("image_size", "", "camera frame size H,W; empty = the checkpoint's deployment frame size", None),
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
+    ("realtime", "false", "mujoco: bridge on its own 50 Hz timer, node on its timer (as on a robot)",
+     ["true", "false"]),
     ("result_json", "", "write per-trial results here (empty: do not)", None),
     ("mirror", "true", "arm 1 through the mirror map; false: raw observations/actions "
                        "(a mirror-augmented policy on either arm)", ["true", "false"]),
     ("variant", "exact", "cell variant of the MuJoCo bridge (mirror_arm_sim.cell.VARIANTS)", None),
+    ("record_commands", "", "write every command the arm received, per episode, here (.npz; empty: do not)",
+     None),
 ]
 
 
@@ -74,6 +81,7 @@ def _nodes(context, *args, **kwargs):
     size = [int(v) for v in arg("image_size").split(",")] if arg("image_size") \
         else list(deployment.frame_size)
     mujoco = sim == "mujoco"
+    lockstep = mujoco and arg("realtime") != "true"
     actions = []
     if mujoco:
         bridge_yaml = PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "config",
@@ -82,7 +90,7 @@ def _nodes(context, *args, **kwargs):
             package="mirror_arm_sim", executable="mirror_arm_bridge", name="mirror_arm_bridge",
             output="screen", parameters=[bridge_yaml,
                         {"arm": arm, "image_size": size, "cameras": list(deployment.camera_names),
-                         "lockstep": True, "command_type": command_type,
+                         "lockstep": lockstep, "command_type": command_type,
                          "max_episode_steps": int(arg("max_episode_steps")), "variant": arg("variant")}]))
     else:  # Gazebo + ros_gz_bridge + the adapter, rendering the same frame size
         gazebo = PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "launch", "gazebo_cell.launch.py"])
@@ -91,16 +99,18 @@ def _nodes(context, *args, **kwargs):
             launch_arguments={"arm": str(arm), "image_size": ",".join(str(v) for v in size),
                               "command_type": command_type}.items()))
     node_yaml = PathJoinSubstitution([FindPackageShare("act_policy_node"), "config", f"sim_arm{arm}.yaml"])
-    actions.append(Node(
-        package="act_policy_node", executable="act_policy_node", name="act_policy_node", output="screen",
-        parameters=[node_yaml,
-                    {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": mujoco,
+    actions.append(LifecycleNode(
+        package="act_policy_node", executable="act_policy_node", name="act_policy_node", namespace="",
+        output="screen", parameters=[node_yaml,
+                    {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": lockstep,
                      "query_period": int(arg("query_period")), "n_execute": int(arg("n_execute")),
                      "command_type": command_type, "use_sim_time": not mujoco,
                      "mirror": arg("mirror") == "true"}]))
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
     if arg("result_json"):
         eval_args += ["--json", arg("result_json")]
+    if arg("record_commands"):
+        eval_args += ["--record", arg("record_commands")]
     evaluator = Node(package="act_training", executable="mirror_arm_ros_eval", name="mirror_arm_ros_eval",
                      output="screen", arguments=eval_args)
     actions += [evaluator, RegisterEventHandler(OnProcessExit(

@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 import rclpy
+from lifecycle_msgs.msg import State
+from lifecycle_msgs.srv import GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
@@ -53,7 +55,22 @@ class RosEvaluator(Node):
         self.bridge_params = self.create_client(SetParameters, f"{bridge}/set_parameters")
         self.policy_reset = self.create_client(Trigger, f"{policy}/reset")
         self.policy_enable = self.create_client(SetBool, f"{policy}/enable")
+        self.policy_state = self.create_client(GetState, f"{policy}/get_state")
         self.policy_params = self.create_client(GetParameters, f"{policy}/get_parameters")
+
+    def wait_active(self, timeout: float) -> None:
+        """The policy node is a lifecycle node: wait until it is active (configured and activated
+        by its autostart or a launch file), so no episode starts against an inactive policy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(1.0, deadline - time.monotonic())
+            state = self.call(self.policy_state, GetState.Request(), timeout=left)
+            if state.current_state.id == State.PRIMARY_STATE_ACTIVE:
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"policy node is '{state.current_state.label}', not active, "
+                                   f"after {timeout:.0f} s")
+            rclpy.spin_once(self, timeout_sec=0.1)
 
     def policy_parameters(self, names: list[str]) -> dict:
         """Current values of the policy node's parameters `names`."""
@@ -157,10 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     code = 0
     try:
-        for c in (node.bridge_reset, node.bridge_params, node.policy_reset, node.policy_enable,
-                  node.policy_params):
+        for c in (node.bridge_reset, node.bridge_params, node.policy_state, node.policy_reset,
+                  node.policy_enable, node.policy_params):
             if not c.wait_for_service(timeout_sec=args.wait):
                 raise TimeoutError(f"service {c.srv_name} not available after {args.wait:.0f} s")
+        node.wait_active(args.wait)  # configured: executor parameters resolved from the checkpoint
         describe(result, node.policy_parameters(["arm", "mirror", *EXECUTOR_PARAMETERS]), args.arm)
         if not args.no_enable:
             node.call(node.policy_enable, SetBool.Request(data=True))

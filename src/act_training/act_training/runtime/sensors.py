@@ -34,7 +34,7 @@ SUPPORTED_ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
     "bgra8": (4, (2, 1, 0)),
     "mono8": (1, (0, 0, 0)),
     "8uc1": (1, (0, 0, 0)),
-    "8uc3": (3, (0, 1, 2)),
+    "8uc3": (3, (2, 1, 0)),  # no colour order of its own: BGR, as OpenCV and cv_bridge treat it
 }
 
 
