@@ -96,7 +96,7 @@ def test_bridge_gz_topics_exist_in_sdf(out):
 MSG_PKG = {"Image": "sensor_msgs", "JointState": "sensor_msgs", "Float64MultiArray": "std_msgs",
            "Float64": "std_msgs", "JointTrajectory": "trajectory_msgs", "Clock": "rosgraph_msgs",
            "EpisodeResult": "act_msgs", "ActionChunk": "act_msgs", "PolicyStatus": "act_msgs",
-           "PoseStamped": "geometry_msgs"}
+           "PoseStamped": "geometry_msgs", "DiagnosticArray": "diagnostic_msgs"}
 
 
 def _endpoints(path: Path) -> set[tuple[str, str, str]]:
@@ -154,8 +154,8 @@ def test_gazebo_side_serves_the_policy_node(arm):
     assert policy, "no endpoints parsed from policy_node.py"
     side = _gazebo_side(arm)
     for kind, typ, topic in policy:
-        if typ.startswith("act_msgs/"):
-            continue  # the node's own outputs (action_chunk, status), not the simulator's
+        if typ.startswith(("act_msgs/", "diagnostic_msgs/")):
+            continue  # the node's own outputs (action_chunk, status, /diagnostics), not the simulator's
         want = "pub" if kind == "sub" else "sub"
         ok = any(k == want and t == typ and _match(topic, tp) for k, t, tp in side)
         if kind == "sub" and "*" in topic:  # camera/*/image_raw: every cell camera is served

@@ -147,9 +147,10 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
         echo_status("mode_name", "idle")
         assert not cmds, "commands before the operator activated the node"
 
-        res = ros2("lifecycle", "set", *NO_DAEMON, "/act_policy_node", "activate", timeout=60)
-        assert "Transitioning successful" in res.stdout, res.stdout
-        assert "active [3]" in ros2("lifecycle", "get", *NO_DAEMON, "/act_policy_node").stdout
+        res = ros2_until(["lifecycle", "set", *NO_DAEMON, "/act_policy_node", "activate"],
+                         lambda r: "Transitioning successful" in r.stdout, timeout=60)
+        ros2_until(["lifecycle", "get", *NO_DAEMON, "/act_policy_node"],
+                   lambda r: "active [3]" in r.stdout, timeout=60)
         assert wait_for(lambda: len(cmds) >= 20, 60), "no commands on /right_arm_controller/commands"
         echo_status("mode_name", "running")
         with lock:
@@ -160,15 +161,18 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
         lo, hi = np.asarray(params["joint_lower_limits"]), np.asarray(params["joint_upper_limits"])
         assert np.all(got >= lo - 1e-12) and np.all(got <= hi + 1e-12)
 
-        res = ros2("param", "get", *NO_DAEMON, "/act_policy_node", "max_step")
+        res = ros2_until(["param", "get", *NO_DAEMON, "/act_policy_node", "max_step"],
+                         lambda r: r.returncode == 0, timeout=60)
         assert res.stdout.startswith("Double values are: [0.02") and "0.002]" in res.stdout, res.stdout
         # start-up parameters are read_only: setting one fails instead of changing nothing
-        res = ros2("param", "set", *NO_DAEMON, "/act_policy_node", "max_step", "[0.5]", check=False)
+        res = ros2_until(["param", "set", *NO_DAEMON, "/act_policy_node", "max_step", "[0.5]"],
+                         lambda r: "Node not found" not in r.stdout + r.stderr, timeout=60)
         out = res.stdout + res.stderr  # the CLI prints the refusal on stderr
         assert "Setting parameter failed" in out and "read-only parameter: max_step" in out, out
-        res = ros2("param", "set", *NO_DAEMON, "/act_policy_node", "warn_throttle_s", "1.0")
-        assert "Set parameter successful" in res.stdout, res.stdout
-        res = ros2("param", "get", *NO_DAEMON, "/act_policy_node", "warn_throttle_s")
+        ros2_until(["param", "set", *NO_DAEMON, "/act_policy_node", "warn_throttle_s", "1.0"],
+                   lambda r: "Set parameter successful" in r.stdout, timeout=60)
+        res = ros2_until(["param", "get", *NO_DAEMON, "/act_policy_node", "warn_throttle_s"],
+                         lambda r: r.returncode == 0, timeout=60)
         assert res.stdout.strip() == "Double value is: 1.0", res.stdout
 
         # pause / resume while active, then the operator stops it
@@ -178,11 +182,12 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
         res = ros2("service", "call", "/act_policy_node/enable", "std_srvs/srv/SetBool", "{data: true}")
         assert "success=True" in res.stdout, res.stdout
         echo_status("mode_name", "running")
-        res = ros2("lifecycle", "set", *NO_DAEMON, "/act_policy_node", "deactivate")
-        assert "Transitioning successful" in res.stdout, res.stdout
+        ros2_until(["lifecycle", "set", *NO_DAEMON, "/act_policy_node", "deactivate"],
+                   lambda r: "Transitioning successful" in r.stdout, timeout=60)
         echo_status("mode_name", "idle")
         n_off = len(cmds)
-        res = ros2("lifecycle", "get", *NO_DAEMON, "/act_policy_node")  # takes a moment: no command meanwhile
+        res = ros2_until(["lifecycle", "get", *NO_DAEMON, "/act_policy_node"],  # no command meanwhile
+                         lambda r: r.returncode == 0, timeout=60)
         assert "inactive [2]" in res.stdout and len(cmds) <= n_off + 1, (res.stdout, len(cmds) - n_off)
     finally:
         rc = launch.interrupt()
@@ -219,6 +224,11 @@ def test_record_demos_launch_records_the_mapping_topics(tmp_path):
         assert "success=True" in res.stdout
         launch.wait_for(r"recording \d+ topics to", timeout=60)
         assert wait_for(lambda: len(seen) >= 60, 60), "the bridge publishes no joint states"
+        # the teleop stand-in's /commands reach the bag only once the recorder has matched it
+        # (the bridge is the other subscriber); then let a second of commands flow
+        assert wait_for(lambda: teleop.get_subscription_count() >= 2, 60), "/commands never recorded"
+        n0 = len(seen)
+        assert wait_for(lambda: len(seen) >= n0 + 50, 60), "the bridge stopped publishing"
     finally:
         rc = launch.interrupt()
         probe.close()
@@ -237,7 +247,8 @@ CLI_EXECUTABLES = {
                        "mirror_arm_gazebo_generate"],
 }
 NODE_EXECUTABLES = {  # (package, executable): (ROS arguments, the line it logs when up)
-    ("act_policy_node", "act_policy_node"): (["-p", "checkpoint:={ckpt}"], r"ACT policy on arm 0"),
+    ("act_policy_node", "act_policy_node"): (["-p", "checkpoint:={ckpt}", "-p", "autostart:=true"],
+                                             r"ACT policy on arm 0"),
     ("mirror_arm_sim", "mirror_arm_bridge"): (["-p", "image_size:=[32,32]"], r"MuJoCo bridge: cameras"),
     ("mirror_arm_sim", "mirror_arm_gazebo_adapter"): ([], r"."),
 }

@@ -118,6 +118,10 @@ class InferenceWorker:
                 res = InferenceResult(req, chunk, time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - reported to the node, never kills the thread
                 res = InferenceResult(req, None, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
+            with self._cv:
+                stopping = self._stop
+            if stopping:  # the node is going: its publishers may already be destroyed
+                return
             if self._on_result is not None:
                 try:
                     self._on_result(res)
