@@ -72,6 +72,12 @@ def node_input(ckpt_path, frame: np.ndarray) -> torch.Tensor:
     params = [Parameter("arm", value=0), Parameter("lockstep", value=True),
               Parameter("enabled_on_start", value=True), Parameter("stale_timeout", value=0.0)]
     node = ACTPolicyNode(runtime=rt, context=ctx, parameter_overrides=params)
+    # a lifecycle node: configure (interfaces) and activate (commands), as autostart does
+    from lifecycle_msgs.msg import State
+
+    node.trigger_configure()
+    node.trigger_activate()
+    assert node._state_machine.current_state[0] == State.PRIMARY_STATE_ACTIVE
     pub_node = rclpy.create_node("frame_publisher", context=ctx)
     img_pub = pub_node.create_publisher(Image, "camera/top/image_raw", qos_profile_sensor_data)
     js_pub = pub_node.create_publisher(JointState, "joint_states", QoSProfile(depth=10))
