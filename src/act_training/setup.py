@@ -20,6 +20,8 @@ setup(
         "matplotlib", "rosbags", "mcap", "opencv-python-headless", "imageio", "imageio-ffmpeg",
         "onnxruntime", "onnx",
     ],
+    # `colcon test` picks its pytest step from this (otherwise it runs unittest and finds 0 tests)
+    extras_require={"test": ["pytest"]},
     zip_safe=True,
     maintainer="ACT mirror-transfer maintainers",
     maintainer_email="maintainers@act-mirror-transfer.dev",

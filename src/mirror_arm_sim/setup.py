@@ -17,6 +17,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
     ],
     install_requires=["numpy", "h5py", "pyyaml", "mujoco", "gymnasium", "tqdm"],
+    # `colcon test` picks its pytest step from this (otherwise it runs unittest and finds 0 tests)
+    extras_require={"test": ["pytest"]},
     zip_safe=True,
     maintainer="ACT mirror-transfer maintainers",
     maintainer_email="maintainers@act-mirror-transfer.dev",
