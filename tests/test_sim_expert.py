@@ -40,3 +40,19 @@ def test_plan_is_smooth_deterministic_and_mirrored(env):
 def test_fixed_trajectory_baseline_mostly_fails(env):
     rate, _ = success_rate(0, 10, seed=100, fixed_trajectory=True, env=env)
     assert rate <= 0.3
+
+
+def test_dart_noise_records_clean_plan_off_the_path(env):
+    """DART demos: the executed commands are perturbed, the recorded ones are the expert's plan,
+    the recorded joint positions leave the plan's path, and the same seed gives the same demo."""
+    clean = rollout(env, 3, 0, record=True)
+    a = rollout(env, 3, 0, record=True, action_noise=0.02)
+    b = rollout(env, 3, 0, record=True, action_noise=0.02)
+    assert a["success"], "the expert must still succeed under 0.02 rad of noise"
+    n = min(len(a["actions"]), len(clean["actions"]))
+    np.testing.assert_array_equal(a["actions"][:n], clean["actions"][:n])  # labels = the plan
+    dev = np.abs(a["qpos"][:n, :6] - clean["qpos"][:n, :6]).max(axis=0)
+    assert (dev > 0.005).all(), f"states did not leave the plan's path: max deviation {dev}"
+    np.testing.assert_array_equal(a["qpos"], b["qpos"])
+    gripper = np.abs(a["qpos"][:n, 6] - clean["qpos"][:n, 6]).max()
+    assert gripper < 0.01, "the gripper command is never perturbed"

@@ -203,13 +203,39 @@ class ScriptedExpert:
 
 
 # --- rollouts --------------------------------------------------------------------------------
+class ActionNoise:
+    """Smooth random perturbation of the six arm joints' commands (the gripper is never perturbed).
+
+    An AR(1) process per joint, n_t = a n_{t-1} + sqrt(1 - a^2) sigma e_t, with a = exp(-1/tau):
+    stationary standard deviation `sigma` rad and correlation time `tau` steps, seeded per
+    episode so demos stay reproducible. Used for DART-style demonstrations (see `rollout`)."""
+
+    def __init__(self, sigma: float, seed: int, tau: float = 10.0, dim: int = 7):
+        self.sigma, self.a = float(sigma), float(np.exp(-1.0 / max(tau, 1e-6)))
+        self.rng = np.random.default_rng([int(seed), 0xDA27])
+        self.n = np.zeros(dim)
+        self.n[:6] = self.rng.normal(0.0, self.sigma, 6)
+
+    def __call__(self) -> np.ndarray:
+        e = self.rng.normal(0.0, 1.0, 6)
+        self.n[:6] = self.a * self.n[:6] + np.sqrt(1.0 - self.a**2) * self.sigma * e
+        return self.n.astype(np.float32)
+
+
 def rollout(env, seed: int, arm: int = 0, fixed_trajectory: bool = False, record: bool = False,
-            expert: ScriptedExpert | None = None) -> dict:
-    """Run one expert episode. Returns success, steps and (if record) images/qpos/actions."""
+            expert: ScriptedExpert | None = None, action_noise: float = 0.0) -> dict:
+    """Run one expert episode. Returns success, steps and (if record) images/qpos/actions.
+
+    `action_noise` > 0 (rad) executes the expert's command plus `ActionNoise` but records the
+    clean command (DART, Laskey et al. 2017): the demos then visit states off the expert's path,
+    labelled with the plan that leads back to it. Without it, every demo state lies on the plan,
+    so a policy can read its next command from the joint positions alone and never learns to
+    correct its own drift from the image."""
     u = env.unwrapped
     obs, info = env.reset(seed=seed, options={"arm": arm, "randomize": True})
     expert = expert or ScriptedExpert(u, fixed_trajectory=fixed_trajectory)
     expert.reset()
+    noise = ActionNoise(action_noise, seed) if action_noise > 0 else None
     images = {c: [] for c in u.cameras}
     qpos, actions = [], []
     done = False
@@ -220,7 +246,7 @@ def rollout(env, seed: int, arm: int = 0, fixed_trajectory: bool = False, record
                 images[c].append(obs["images"][c])
             qpos.append(obs["qpos"])
             actions.append(a)
-        obs, _, term, trunc, info = env.step(a)
+        obs, _, term, trunc, info = env.step(a if noise is None else a + noise())
         done = term or trunc
     out = {"success": bool(info["success"]), "steps": u.steps, "seed": seed, "arm": arm}
     if record:

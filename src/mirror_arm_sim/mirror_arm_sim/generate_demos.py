@@ -50,9 +50,11 @@ def generate_demos(
     progress: bool = True,
     max_episode_steps: int = 300,
     variant: str = "exact",
+    action_noise: float = 0.0,
 ) -> DemoStats:
     """Record `num_demos` successful expert episodes of `arm` to `out` (HDF5 seed layout);
-    `variant` names the cell variant (`cell.VARIANTS`) the episodes run in."""
+    `variant` names the cell variant (`cell.VARIANTS`) the episodes run in; `action_noise`
+    (rad, 0 = off) perturbs the executed commands DART-style (`expert.rollout`)."""
     if num_demos <= 0:
         raise ValueError(f"num_demos must be > 0, got {num_demos}")
     MirrorArmEnv._check_arm(arm)
@@ -72,12 +74,13 @@ def generate_demos(
                         control_hz=env.control_hz, arm=arm, source="mirror_arm_sim scripted expert",
                         extra_attrs={"seed": seed, "image_size": list(env.image_size),
                                      "cell_variant": env.cell.variant.name,
+                                     "action_noise": float(action_noise),
                                      "env_id": "MirrorArmPickPlace-v0"}) as w:
             attempt = 0
             while w.num_demos < num_demos and attempt < max_attempts:
                 s = seed + attempt
                 attempt += 1
-                ep = rollout(env, s, arm, record=True, expert=expert)
+                ep = rollout(env, s, arm, record=True, expert=expert, action_noise=action_noise)
                 if not ep["success"]:
                     failed.append(s)
                     continue
@@ -110,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-episode-steps", type=int, default=300)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--variant", default="exact", help="cell variant (mirror_arm_sim.cell.VARIANTS)")
+    p.add_argument("--action-noise", type=float, default=0.0,
+                   help="std (rad) of the smooth noise added to the executed arm commands; the "
+                        "clean commands are recorded (DART); 0 = off")
     args = p.parse_args(argv)
     try:
         stats = generate_demos(args.out, args.num_demos, args.arm, args.image_size, args.cameras,
                                args.seed, progress=not args.no_progress,
-                               max_episode_steps=args.max_episode_steps, variant=args.variant)
+                               max_episode_steps=args.max_episode_steps, variant=args.variant,
+                               action_noise=args.action_noise)
     except KeyboardInterrupt:
         print("interrupted: no file written", file=sys.stderr)
         return 130

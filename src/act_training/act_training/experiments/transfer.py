@@ -50,18 +50,23 @@ class DemosSpec:
         seed: seed of the first episode.
         image_size: rendered camera frames [H, W] in px.
         cameras: cell cameras to record.
+        action_noise: std (rad) of the smooth noise on the executed arm commands while the
+            clean commands are recorded (DART; `mirror_arm_sim.expert.rollout`); 0 = off.
     """
 
     num_demos: int
     seed: int = 0
     image_size: list[int] = field(default_factory=lambda: [96, 96])
     cameras: list[str] = field(default_factory=lambda: ["top"])
+    action_noise: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.num_demos >= 1, f"demos.num_demos: expected >= 1, got {self.num_demos}")
         _require(len(self.image_size) == 2 and min(self.image_size) >= 16,
                  f"demos.image_size: expected [H, W] >= 16, got {self.image_size}")
         _require(len(self.cameras) >= 1, "demos.cameras: at least one camera")
+        _require(0.0 <= self.action_noise < 0.2,
+                 f"demos.action_noise: expected 0 <= std < 0.2 rad, got {self.action_noise}")
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,8 @@ def resolve_config(args: argparse.Namespace) -> dict:
         cfg = _merge(cfg, QUICK)
     if args.num_demos is not None:
         cfg["demos"]["num_demos"] = int(args.num_demos)
+    if getattr(args, "action_noise", None) is not None:
+        cfg["demos"]["action_noise"] = float(args.action_noise)
     if args.trials is not None:
         cfg["eval"]["trials"] = int(args.trials)
         cfg["eval"]["control_trials"] = int(args.trials)
@@ -288,6 +295,7 @@ def stage_demos(cfg: dict, out: Path, stages: Stages) -> tuple[str, str, float]:
     stats = generate_demos(
         str(path), num_demos=d["num_demos"], arm=0, seed=d["seed"],
         image_size=tuple(d["image_size"]), cameras=tuple(d["cameras"]),
+        action_noise=float(d.get("action_noise", 0.0)),
     )
     dt = time.perf_counter() - t0
     _log(f"demos: {stats}")
@@ -574,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="use this checkpoint instead of training")
     p.add_argument("--trials", type=int, default=None, help="trials per (arm, executor, mirror)")
     p.add_argument("--num-demos", type=int, default=None)
+    p.add_argument("--action-noise", type=float, default=None,
+                   help="demos: std (rad) of the DART noise on the executed arm commands")
     p.add_argument("--train-steps", type=int, default=None)
     p.add_argument("--modes", nargs="+", choices=("chunked", "ensemble"), default=None)
     p.add_argument("--seeds", type=int, default=1,
