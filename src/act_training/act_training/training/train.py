@@ -29,7 +29,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from act_training.config import PRESETS, Config, ConfigError, ModelConfig, apply_overrides, get_preset
-from act_training.data.dataset import make_datasets
+from act_training.data.dataset import ACTDataset, make_datasets
 from act_training.data.normalize import NormStats
 from act_training.model.act import ACT, act_loss, count_parameters
 from act_training.runtime.deployment import Deployment
@@ -336,16 +336,48 @@ def train(cfg: Config, resume: bool = False) -> Path:
             dist.destroy_process_group()
 
 
-def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.device) -> Path:
-    tc = cfg.train
-    is_main = rank == 0
-    torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // world))
-    out = Path(tc.out_dir)
-    ckpt_dir = out / "checkpoints"
-    last_path = ckpt_dir / "last.pt"
+@dataclass
+class _Run:
+    """One process's fixed view of a run: the resolved config (model fields filled from the data or
+    the checkpoint), its data splits and normalisation, and where rank 0 writes."""
 
-    # ---- data (validated on open) and, when resuming, the checkpoint: checked before any training
-    train_ds, val_ds = make_datasets(cfg.data, cfg.model.chunk_size, seed=tc.seed + rank)
+    cfg: Config
+    world: int
+    rank: int
+    device: torch.device
+    train_ds: ACTDataset
+    val_ds: ACTDataset | None
+    stats: NormStats
+    out: Path
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+
+@dataclass
+class _TrainState:
+    """What changes while training; last.pt holds all of it so that a resume is bit-exact.
+    `ddp_model` is what the forward pass runs (the DDP wrapper under torchrun, else `model`)."""
+
+    model: ACT
+    ddp_model: torch.nn.Module
+    opt: torch.optim.AdamW
+    sched: torch.optim.lr_scheduler.LambdaLR
+    ema: WeightEMA | None
+    sampler: ResumableSampler
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+
+
+def _checkpoint_to_resume(last_path: Path, resume: bool, train_ds: ACTDataset, is_main: bool) -> dict | None:
+    """last.pt when resuming (checked against the data), else None; refuses to start over an
+    existing run without --resume."""
     info = train_ds.info
     ckpt = None
     if resume:
@@ -358,7 +390,15 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
             print(f"[act_train] --resume: no {last_path} yet, starting from step 0", file=sys.stderr)
     elif last_path.exists():  # every rank raises, so none is left waiting in a collective
         raise CheckpointError(f"{last_path} exists: pass --resume to continue that run, or use another --out")
+    return ckpt
 
+
+def _model_and_stats(cfg: Config, train_ds: ACTDataset, val_ds: ACTDataset | None, ckpt: dict | None,
+                     last_path: Path) -> tuple[ModelConfig, NormStats, dict | None]:
+    """The model config and normalisation statistics to train with, and the train.init_from
+    checkpoint (fine-tuning) or None. A resumed run keeps its checkpoint's config and statistics
+    (and sets them on the datasets)."""
+    tc, info = cfg.train, train_ds.info
     if ckpt is not None:
         mc = ckpt["model_config_obj"]
         stats: NormStats = ckpt["norm_stats_obj"]
@@ -383,172 +423,292 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
         if mc.chunk_size != cfg.model.chunk_size:
             raise CheckpointError(f"{tc.init_from}: chunk_size {mc.chunk_size} != configured "
                                   f"{cfg.model.chunk_size} (the data's chunks are cut at that size)")
-    cfg = replace(cfg, model=mc)
+    return mc, stats, init
 
-    torch.manual_seed(tc.seed + rank)
-    np.random.seed((tc.seed + rank) % 2**32)  # noqa: NPY002
-    random.seed(tc.seed + rank)
 
-    model = ACT(mc).to(device)
+def _seed_rngs(seed: int) -> None:
+    """Seed torch, NumPy's legacy global RNG and `random` (a resume then overwrites all three)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    random.seed(seed)
+
+
+def _build_state(run: _Run) -> _TrainState:
+    """A fresh model (initialised from the torch RNG), optimizer, EMA, LR schedule and sampler."""
+    tc = run.cfg.train
+    model = ACT(run.cfg.model).to(run.device)
     opt = make_optimizer(model, tc)
     ema = WeightEMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
-    sampler = ResumableSampler(train_ds, num_replicas=world, rank=rank, seed=tc.seed)
-    step, epoch, batches_in_epoch = 0, 0, 0
+    sampler = ResumableSampler(run.train_ds, num_replicas=run.world, rank=run.rank, seed=tc.seed)
+    return _TrainState(model=model, ddp_model=model, opt=opt, sched=sched, ema=ema, sampler=sampler)
+
+
+def _restore(state: _TrainState, run: _Run, init: dict | None, ckpt: dict | None) -> None:
+    """Load the init_from weights, or everything from last.pt (weights, optimizer, scheduler,
+    EMA, position, RNG, sampler offset); then point the sampler at the current epoch."""
+    tc = run.cfg.train
     if init is not None:
-        model.load_state_dict(init["model_state"])
-        if is_main:
+        state.model.load_state_dict(init["model_state"])
+        if run.is_main:
             print(f"[act_train] weights from {tc.init_from} (step {init.get('step')})", file=sys.stderr)
-        del init
     if ckpt is not None:
-        model.load_state_dict(ckpt["model_state"])
+        state.model.load_state_dict(ckpt["model_state"])
         ts = ckpt["train_state"]
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(ts["ema"])
-        step, epoch, batches_in_epoch = int(ckpt["step"]), int(ts["epoch"]), int(ts["batches_in_epoch"])
-        if ts.get("world_size", 1) == world and is_main:
+        state.opt.load_state_dict(ts["optimizer"])
+        state.sched.load_state_dict(ts["scheduler"])
+        if state.ema is not None:
+            state.ema.load_state_dict(ts["ema"])
+        state.step, state.epoch = int(ckpt["step"]), int(ts["epoch"])
+        state.batches_in_epoch = int(ts["batches_in_epoch"])
+        # the saved RNG state is rank 0's; any other rank, or another world size, reseeds instead
+        if ts.get("world_size", 1) == run.world and run.is_main:
             _set_rng_state(ts["rng"])
         else:
-            torch.manual_seed(tc.seed + rank + step)
-        sampler.start = batches_in_epoch * tc.batch_size
-    sampler.set_epoch(epoch)
-    del ckpt
+            torch.manual_seed(tc.seed + run.rank + state.step)
+        state.sampler.start = state.batches_in_epoch * tc.batch_size
+    state.sampler.set_epoch(state.epoch)
 
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    amp_dtype = resolve_amp(tc.amp, device)
 
-    loader = DataLoader(
-        train_ds, batch_size=tc.batch_size, sampler=sampler, num_workers=cfg.data.num_workers,
-        drop_last=len(train_ds) // world >= tc.batch_size, pin_memory=device.type == "cuda",
-        persistent_workers=cfg.data.num_workers > 0,
-        prefetch_factor=4 if cfg.data.num_workers > 0 else None,
+def _make_loader(run: _Run, sampler: ResumableSampler, step: int) -> DataLoader:
+    """The training DataLoader over `sampler` (which already knows where a resume starts)."""
+    tc, workers = run.cfg.train, run.cfg.data.num_workers
+    return DataLoader(
+        run.train_ds, batch_size=tc.batch_size, sampler=sampler, num_workers=workers,
+        drop_last=len(run.train_ds) // run.world >= tc.batch_size, pin_memory=run.device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
         # worker seeds come from this generator, not the global RNG (which resume restores exactly)
-        generator=torch.Generator().manual_seed(tc.seed * 1000 + rank + step),
+        generator=torch.Generator().manual_seed(tc.seed * 1000 + run.rank + step),
     )
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        print(f"[act_train] {count_parameters(model) / 1e6:.1f}M params | train {len(train_ds)} samples "
-              f"({len(train_ds.episodes)} episodes), val {len(val_ds) if val_ds else 0} | cameras "
-              f"{list(mc.camera_names)} {mc.image_size} | world {world} | device {device} | "
-              f"amp {amp_dtype} | threads {torch.get_num_threads()} | start step {step}", file=sys.stderr)
-    metrics = MetricsLog(out, step, is_main)
 
+
+def _write_config_and_announce(run: _Run, state: _TrainState, amp_dtype) -> None:
+    """Rank 0: create <out>, write config.json and print the one-line run summary."""
+    mc = run.cfg.model
+    run.out.mkdir(parents=True, exist_ok=True)
+    (run.out / "config.json").write_text(json.dumps(run.cfg.to_dict(), indent=2) + "\n")
+    train_ds, val_ds = run.train_ds, run.val_ds
+    print(f"[act_train] {count_parameters(state.model) / 1e6:.1f}M params | train {len(train_ds)} samples "
+          f"({len(train_ds.episodes)} episodes), val {len(val_ds) if val_ds else 0} | cameras "
+          f"{list(mc.camera_names)} {mc.image_size} | world {run.world} | device {run.device} | "
+          f"amp {amp_dtype} | threads {torch.get_num_threads()} | start step {state.step}", file=sys.stderr)
+
+
+def _save(path: Path, run: _Run, state: _TrainState, deployment: Deployment, with_state: bool) -> None:
+    """Write a checkpoint: with the training state (last.pt) or without it (policy.pt)."""
+    ts = None
+    if with_state:
+        ts = {"optimizer": state.opt.state_dict(), "scheduler": state.sched.state_dict(),
+              "epoch": state.epoch, "batches_in_epoch": state.batches_in_epoch, "rng": _rng_state(),
+              "world_size": run.world}
+        if state.ema is not None:
+            ts["ema"] = state.ema.state_dict()
+    # last.pt holds the live weights (training continues from them), policy.pt the average
+    weights = state.ema.model if (state.ema is not None and not with_state) else state.model
+    info = run.train_ds.info
+    save_checkpoint(path, make_payload(weights, run.cfg.to_dict(), run.stats, info.joint_names,
+                                       info.action_names, info.layout_version, state.step, ts, deployment))
+
+
+class _TrainWindow:
+    """Sums of the per-step train metrics since the last train row of metrics.csv."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = dict.fromkeys(("loss", "l1", "kl", "grad_norm", "data", "total"), 0.0)
+        self.n = 0
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.sums[k] += v
+        self.n += 1
+
+    def row(self, step: int, lr: float, samples_per_step: int, wall_time_s: float) -> dict:
+        """The averaged train row (seconds; samples_per_s counts every rank's samples)."""
+        s, n = self.sums, self.n
+        tot = s["total"]
+        return {"step": step, "split": "train", "loss": s["loss"] / n, "l1": s["l1"] / n,
+                "kl": s["kl"] / n, "lr": lr, "grad_norm": s["grad_norm"] / n,
+                "step_time_s": tot / n, "samples_per_s": n * samples_per_step / tot,
+                "data_wait_frac": s["data"] / tot, "wall_time_s": wall_time_s}
+
+
+class _StepLoop:
+    """The optimisation loop from state.step to `stop`, with its logging, validation and last.pt.
+
+    Construction opens the progress bar and the first loader iterator; `close` closes the bar."""
+
+    def __init__(self, run: _Run, state: _TrainState, loader: DataLoader, amp_dtype, metrics: MetricsLog,
+                 deployment: Deployment):
+        tc = run.cfg.train
+        self.run, self.state, self.loader, self.amp_dtype = run, state, loader, amp_dtype
+        self.metrics, self.deployment = metrics, deployment
+        self.stop = min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps
+        self.pbar = None
+        if run.is_main:
+            from tqdm import tqdm
+
+            self.pbar = tqdm(total=tc.steps, initial=state.step, desc="act_train", dynamic_ncols=True,
+                             file=sys.stderr)
+        self.it = iter(loader)
+        self.window = _TrainWindow()
+        self.t_start = time.perf_counter()
+        state.model.train()
+
+    def run_steps(self) -> None:
+        """Train until `stop`. Raises TrainingDiverged on a non-finite loss or gradient."""
+        tc, st = self.run.cfg.train, self.state
+        while st.step < self.stop:
+            t0 = time.perf_counter()
+            batch = self._next_batch()
+            t_data = time.perf_counter() - t0
+            lossv, l1v, klv, gnv = self._optimise(batch)
+            dt = time.perf_counter() - t0
+            self.window.add(loss=lossv, l1=l1v, kl=klv, grad_norm=gnv, data=t_data, total=dt)
+            if self.pbar is not None:
+                self.pbar.update(1)
+            if st.step % tc.log_every == 0 or st.step == self.stop:
+                self._log_train()
+            last_step = st.step == self.stop
+            eval_now = (tc.eval_every and st.step % tc.eval_every == 0) or last_step
+            if self.run.is_main and self.run.val_ds is not None and eval_now:
+                self._validate()
+            if (tc.ckpt_every and st.step % tc.ckpt_every == 0) or last_step:
+                if self.run.is_main:
+                    _save(self.run.last_path, self.run, st, self.deployment, with_state=True)
+                if self.run.world > 1:
+                    dist.barrier()
+
+    def close(self) -> None:
+        if self.pbar is not None:
+            self.pbar.close()
+
+    def _next_batch(self) -> dict:
+        """The next batch; at the end of the data, the first batch of the next (reshuffled) epoch."""
+        st = self.state
+        try:
+            batch = next(self.it)
+        except StopIteration:
+            st.epoch += 1
+            st.batches_in_epoch = 0
+            st.sampler.set_epoch(st.epoch)
+            self.it = iter(self.loader)
+            batch = next(self.it)
+        st.batches_in_epoch += 1
+        return batch
+
+    def _optimise(self, batch: dict) -> tuple[float, float, float, float]:
+        """One update and step += 1; returns loss, l1, kl and the gradient norm (before clipping),
+        averaged over ranks. A non-finite value on any rank raises before the update."""
+        run, st, tc = self.run, self.state, self.run.cfg.train
+        mc, device, world = run.cfg.model, run.device, run.world
+        b = _to_device(batch, device, mc)
+        with _autocast(device, self.amp_dtype):
+            a, mu, lv = st.ddp_model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
+        ls = act_loss(a, b["actions"], b["action_is_pad"], mu, lv, mc.kl_weight)
+        st.opt.zero_grad(set_to_none=True)
+        ls["loss"].backward()
+        clip = tc.grad_clip if tc.grad_clip > 0 else float("inf")
+        gn = torch.nn.utils.clip_grad_norm_(st.model.parameters(), clip)
+        stats_t = torch.stack([ls["loss"], ls["l1"], ls["kl"], gn]).detach().float()
+        bad = (~torch.isfinite(stats_t)).any().float().reshape(1)
+        if world > 1:
+            # one collective for the metrics and the divergence flag, so every rank stops together
+            vec = torch.cat([stats_t, bad]).to(device)
+            dist.all_reduce(vec)
+            stats_t, bad = vec[:4].cpu() / world, vec[4:].cpu()
+        if bad.item() > 0:
+            last_path = run.last_path
+            good = f"; last good checkpoint: {last_path}" if last_path.exists() else ""
+            raise TrainingDiverged(
+                f"non-finite loss/gradient at step {st.step + 1} (loss={stats_t[0].item()}, "
+                f"grad_norm={stats_t[3].item()}){good}")
+        st.opt.step()
+        st.sched.step()
+        if st.ema is not None:
+            st.ema.update(st.model, st.step)
+        st.step += 1
+        lossv, l1v, klv, gnv = (float(x) for x in stats_t)
+        return lossv, l1v, klv, gnv
+
+    def _log_train(self) -> None:
+        """Write the averaged train row and start a new window."""
+        tc = self.run.cfg.train
+        row = self.window.row(self.state.step, self.state.sched.get_last_lr()[0],
+                              tc.batch_size * self.run.world, time.perf_counter() - self.t_start)
+        self.metrics.log(row)
+        if self.pbar is not None:
+            self.pbar.set_postfix(loss=f"{row['loss']:.3f}", l1=f"{row['l1']:.3f}", kl=f"{row['kl']:.2f}",
+                                  sps=f"{row['samples_per_s']:.0f}")
+        self.window.reset()
+
+    def _validate(self) -> None:
+        """Rank 0: validation loss of the deployed weights (the EMA when on), logged and printed."""
+        st, run, step = self.state, self.run, self.state.step
+        v = validation_loss(st.ema.model if st.ema is not None else st.model, run.val_ds, run.cfg,
+                            run.device, self.amp_dtype)
+        self.metrics.log({"step": step, "split": "val", **v,
+                          "wall_time_s": time.perf_counter() - self.t_start})
+        if self.pbar is not None:
+            self.pbar.write(f"[act_train] step {step}: val loss {v['loss']:.4f} l1 {v['l1']:.4f} "
+                            f"kl {v['kl']:.3f} l1(z=0) {v['l1_prior']:.4f}", file=sys.stderr)
+
+
+def _finish(run: _Run, state: _TrainState, deployment: Deployment) -> Path:
+    """policy.pt when all train.steps ran (returned), else last.pt (a stop_at run)."""
+    final = run.out / "policy.pt"
+    if state.step >= run.cfg.train.steps:
+        if run.is_main:
+            _save(final, run, state, deployment, with_state=False)
+        if run.world > 1:
+            dist.barrier()
+        return final
+    return run.last_path
+
+
+def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.device) -> Path:
+    """One process's run, stage by stage; the order of the stages fixes the RNG stream."""
+    tc = cfg.train
+    torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // world))
+    out = Path(tc.out_dir)
+    last_path = out / "checkpoints" / "last.pt"
+
+    # data (validated on open) and, when resuming, the checkpoint: checked before any training
+    train_ds, val_ds = make_datasets(cfg.data, cfg.model.chunk_size, seed=tc.seed + rank)
+    ckpt = _checkpoint_to_resume(last_path, resume, train_ds, is_main=rank == 0)
+    mc, stats, init = _model_and_stats(cfg, train_ds, val_ds, ckpt, last_path)
+    run = _Run(cfg=replace(cfg, model=mc), world=world, rank=rank, device=device, train_ds=train_ds,
+               val_ds=val_ds, stats=stats, out=out)
+
+    _seed_rngs(tc.seed + rank)
+    state = _build_state(run)
+    _restore(state, run, init, ckpt)
+    del init, ckpt  # free the checkpoints' tensors (weights, optimizer moments) before training
+    if world > 1:
+        state.ddp_model = torch.nn.parallel.DistributedDataParallel(
+            state.model, device_ids=[device.index] if device.type == "cuda" else None)
+    amp_dtype = resolve_amp(tc.amp, device)
+    loader = _make_loader(run, state.sampler, state.step)
+
+    if run.is_main:
+        _write_config_and_announce(run, state, amp_dtype)
+    metrics = MetricsLog(out, state.step, run.is_main)
     # run it by default on frames like the training data's (executor defaults: Deployment's)
+    info = train_ds.info
     deployment = Deployment(frame_size=tuple(info.image_shape), camera_names=tuple(mc.camera_names),
                             joint_names=tuple(info.joint_names))
 
-    def save(path: Path, with_state: bool) -> None:
-        ts = None
-        if with_state:
-            ts = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                  "batches_in_epoch": batches_in_epoch, "rng": _rng_state(), "world_size": world}
-            if ema is not None:
-                ts["ema"] = ema.state_dict()
-        # last.pt holds the live weights (training continues from them), policy.pt the average
-        weights = ema.model if (ema is not None and not with_state) else model
-        save_checkpoint(path, make_payload(weights, cfg.to_dict(), stats, info.joint_names, info.action_names,
-                                           info.layout_version, step, ts, deployment))
-
-    stop = min(tc.steps, tc.stop_at) if tc.stop_at else tc.steps
-    pbar = None
-    if is_main:
-        from tqdm import tqdm
-
-        pbar = tqdm(total=tc.steps, initial=step, desc="act_train", dynamic_ncols=True, file=sys.stderr)
-    it = iter(loader)
-    acc = {"loss": 0.0, "l1": 0.0, "kl": 0.0, "grad_norm": 0.0, "n": 0, "data": 0.0, "total": 0.0}
-    t_start = time.perf_counter()
-    model.train()
+    loop = _StepLoop(run, state, loader, amp_dtype, metrics, deployment)
     try:
-        while step < stop:
-            t0 = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                epoch += 1
-                batches_in_epoch = 0
-                sampler.set_epoch(epoch)
-                it = iter(loader)
-                batch = next(it)
-            batches_in_epoch += 1
-            t_data = time.perf_counter() - t0
-            b = _to_device(batch, device, mc)
-            with _autocast(device, amp_dtype):
-                a, mu, lv = ddp_model(b["images"], b["qpos"], b["actions"], b["action_is_pad"])
-            ls = act_loss(a, b["actions"], b["action_is_pad"], mu, lv, mc.kl_weight)
-            opt.zero_grad(set_to_none=True)
-            ls["loss"].backward()
-            clip = tc.grad_clip if tc.grad_clip > 0 else float("inf")
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            stats_t = torch.stack([ls["loss"], ls["l1"], ls["kl"], gn]).detach().float()
-            bad = (~torch.isfinite(stats_t)).any().float().reshape(1)
-            if world > 1:
-                vec = torch.cat([stats_t, bad]).to(device)
-                dist.all_reduce(vec)
-                stats_t, bad = vec[:4].cpu() / world, vec[4:].cpu()
-            if bad.item() > 0:
-                good = f"; last good checkpoint: {last_path}" if last_path.exists() else ""
-                raise TrainingDiverged(
-                    f"non-finite loss/gradient at step {step + 1} (loss={stats_t[0].item()}, "
-                    f"grad_norm={stats_t[3].item()}){good}")
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update(model, step)
-            step += 1
-            lossv, l1v, klv, gnv = (float(x) for x in stats_t)
-            dt = time.perf_counter() - t0
-            for k, v in (("loss", lossv), ("l1", l1v), ("kl", klv), ("grad_norm", gnv), ("data", t_data),
-                         ("total", dt)):
-                acc[k] += v
-            acc["n"] += 1
-            if pbar is not None:
-                pbar.update(1)
-            if step % tc.log_every == 0 or step == stop:
-                n = acc["n"]
-                tot = acc["total"]
-                row = {"step": step, "split": "train", "loss": acc["loss"] / n, "l1": acc["l1"] / n,
-                       "kl": acc["kl"] / n, "lr": sched.get_last_lr()[0], "grad_norm": acc["grad_norm"] / n,
-                       "step_time_s": tot / n, "samples_per_s": n * tc.batch_size * world / tot,
-                       "data_wait_frac": acc["data"] / tot, "wall_time_s": time.perf_counter() - t_start}
-                metrics.log(row)
-                if pbar is not None:
-                    pbar.set_postfix(loss=f"{row['loss']:.3f}", l1=f"{row['l1']:.3f}", kl=f"{row['kl']:.2f}",
-                                     sps=f"{row['samples_per_s']:.0f}")
-                acc = dict.fromkeys(acc, 0.0)
-                acc["n"] = 0
-            last_step = step == stop
-            eval_now = (tc.eval_every and step % tc.eval_every == 0) or last_step
-            if is_main and val_ds is not None and eval_now:
-                v = validation_loss(ema.model if ema is not None else model, val_ds, cfg, device, amp_dtype)
-                metrics.log({"step": step, "split": "val", **v, "wall_time_s": time.perf_counter() - t_start})
-                if pbar is not None:
-                    pbar.write(f"[act_train] step {step}: val loss {v['loss']:.4f} l1 {v['l1']:.4f} "
-                               f"kl {v['kl']:.3f} l1(z=0) {v['l1_prior']:.4f}", file=sys.stderr)
-            if (tc.ckpt_every and step % tc.ckpt_every == 0) or last_step:
-                if is_main:
-                    save(last_path, with_state=True)
-                if world > 1:
-                    dist.barrier()
+        loop.run_steps()
     finally:
-        if pbar is not None:
-            pbar.close()
+        loop.close()
         metrics.close()
         train_ds.close()
-    final = out / "policy.pt"
-    if step >= tc.steps:
-        if is_main:
-            save(final, with_state=False)
-        if world > 1:
-            dist.barrier()
-        return final
-    return last_path
+    return _finish(run, state, deployment)
 
 
 # ----------------------------------------------------------------------------- CLI
