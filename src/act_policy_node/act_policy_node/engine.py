@@ -28,6 +28,9 @@ __all__ = ["InferenceRequest", "InferenceResult", "InferenceWorker", "PrefetchPl
 
 @dataclass
 class InferenceRequest:
+    """One observation to run the policy on: camera images, qpos (policy space), the executor tick it
+    was taken at and the reset generation it belongs to."""
+
     images: dict[str, np.ndarray]
     qpos: np.ndarray
     step: int                 # executor tick of the observation
@@ -38,6 +41,9 @@ class InferenceRequest:
 
 @dataclass
 class InferenceResult:
+    """The answer to an InferenceRequest: the (C, A) chunk in policy space (None on error), the
+    forward pass's wall time in seconds and the error text, if any."""
+
     request: InferenceRequest
     chunk: np.ndarray | None  # (C, A) policy space, None on error
     inference_s: float
@@ -70,10 +76,12 @@ class InferenceWorker:
 
     @property
     def busy(self) -> bool:
+        """True while a request is running or waiting to start."""
         with self._cv:
             return self._running or self._pending is not None
 
     def submit(self, request: InferenceRequest) -> None:
+        """Queue `request`, replacing a pending one that has not started (counted in n_replaced)."""
         with self._cv:
             if self._pending is not None:
                 self.n_replaced += 1
@@ -81,11 +89,13 @@ class InferenceWorker:
             self._cv.notify_all()
 
     def poll(self) -> list[InferenceResult]:
+        """The results finished since the last poll, oldest first (empty when on_result is set)."""
         with self._cv:
             out, self._results = self._results, []
             return out
 
     def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is running or pending; False if `timeout` seconds passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while self._running or self._pending is not None:
@@ -96,6 +106,8 @@ class InferenceWorker:
             return True
 
     def stop(self) -> None:
+        """Stop the thread: a pending request is dropped, a running one's result discarded; waits up
+        to 5 s for the thread."""
         with self._cv:
             self._stop = True
             self._cv.notify_all()
@@ -157,11 +169,13 @@ class PrefetchPlanner:
         self.ema_s: float | None = None
 
     def update(self, inference_s: float) -> None:
+        """Fold one measured inference time (seconds) into the average (negative or non-finite: ignored)."""
         x = float(inference_s)
         if not math.isfinite(x) or x < 0:
             return
         self.ema_s = x if self.ema_s is None else self.ema_s + self.alpha * (x - self.ema_s)
 
     def lookahead(self) -> int:
+        """Ticks before need at which the next query must start (see the class docstring)."""
         ticks = 0 if self.ema_s is None else math.ceil(self.ema_s * self.rate_hz - 1e-9)
         return max(0, ticks) + self.margin_ticks

@@ -136,6 +136,7 @@ class ACTPolicyNode(LifecycleNode):
     # lifecycle transitions
     # ------------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Lifecycle configure: load the policy and create the interfaces; FAILURE on a config error."""
         try:
             self._configure()
         except NodeConfigError as e:
@@ -146,6 +147,7 @@ class ACTPolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Lifecycle activate: start (or wait for ~/enable when enabled_on_start is false)."""
         with self._lock:
             self._active = True
             self._enabled = bool(self.p.enabled_on_start)
@@ -158,6 +160,7 @@ class ACTPolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Lifecycle deactivate: stop commanding; the controller holds the last target."""
         with self._lock:
             self._active = False
             self._reset_execution()
@@ -166,10 +169,12 @@ class ACTPolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Lifecycle cleanup: release what configure created."""
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Lifecycle shutdown: stop commanding and release everything."""
         with self._lock:
             self._active = False
         self._release()

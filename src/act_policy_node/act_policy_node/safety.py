@@ -45,6 +45,7 @@ class CommandLimiter:
 
     @property
     def enabled(self) -> bool:
+        """True when any position limit or step limit is finite (the limiter changes something)."""
         return bool(np.isfinite(self.lower).any() or np.isfinite(self.upper).any()
                     or np.isfinite(self.max_step).any())
 
@@ -80,6 +81,7 @@ class StalenessMonitor:
         self._stamp: dict[str, int] = {n: 0 for n in self.names}
 
     def reset(self) -> None:
+        """Forget every arrival and stamp (all inputs missing again)."""
         self._last = {n: None for n in self.names}
         self._stamp = {n: 0 for n in self.names}
 
@@ -98,6 +100,7 @@ class StalenessMonitor:
         return None
 
     def last(self, name: str) -> float | None:
+        """Time of the last fresh arrival of `name` (None if never)."""
         return self._last[name]
 
     def ages(self, now: float) -> list[float]:
@@ -105,6 +108,7 @@ class StalenessMonitor:
         return [np.inf if t is None else max(0.0, now - t) for t in (self._last[n] for n in self.names)]
 
     def missing(self) -> list[str]:
+        """Inputs that have never arrived, in `names` order."""
         return [n for n in self.names if self._last[n] is None]
 
     def stale(self, now: float) -> list[str]:
@@ -126,9 +130,11 @@ class InferenceWatchdog:
         self._started: float | None = None
 
     def started(self, t: float) -> None:
+        """An inference started at time `t` (seconds)."""
         self._started = float(t)
 
     def finished(self, error: str | None) -> None:
+        """The running inference ended; `error` text counts a failure, None resets the count."""
         self._started = None
         if error is None:
             self.failures = 0
@@ -137,6 +143,7 @@ class InferenceWatchdog:
             self.last_error = error
 
     def reset(self) -> None:
+        """Clear the failure count and the last error."""
         self.failures, self.last_error = 0, ""
 
     def problem(self, now: float) -> str | None:

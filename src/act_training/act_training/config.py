@@ -42,6 +42,9 @@ def _check(cond: bool, msg: str) -> None:
 
 @dataclass
 class ModelConfig:
+    """The network and its loss: input description (cameras, state/action dims, image size and
+    crop), ACT/CVAE sizes, backbone and kl_weight."""
+
     # --- what the data looks like (filled from the demo file when empty / 0) ---
     camera_names: tuple[str, ...] = ()
     state_dim: int = 0
@@ -113,12 +116,16 @@ class ModelConfig:
         return len(self.camera_names)
 
     def is_complete(self) -> bool:
+        """True when the data-dependent fields (cameras, state/action dims, image size) are filled."""
         return bool(self.camera_names) and self.state_dim > 0 and self.action_dim > 0 and bool(
             self.image_size)
 
 
 @dataclass
 class DataConfig:
+    """The demo file and how samples are drawn from it: cameras, episode split, normalisation
+    floor, loader workers, image augmentation and mirror augmentation."""
+
     path: str = ""  # the demo HDF5 file
     cameras: tuple[str, ...] = ()  # cameras to use, in order; empty = every camera in the file
     max_cameras: int = 0  # keep only the first N of those (0 = all); cpu preset: 1 (the top camera)
@@ -150,6 +157,9 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    """Optimisation (steps, batch, AdamW, LR schedule, clipping, EMA), logging/validation/checkpoint
+    intervals, device, precision, seed, output directory and the fine-tuning checkpoint (init_from)."""
+
     out_dir: str = "runs/act"
     steps: int = 2000
     batch_size: int = 32
@@ -197,6 +207,8 @@ class TrainConfig:
 
 @dataclass
 class Config:
+    """A full training configuration: preset name plus the `model`, `data` and `train` sections."""
+
     preset: str = "cpu"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -210,6 +222,7 @@ class Config:
                f"null), found {list(crop) if crop else crop}")
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples as lists), e.g. for config.json and checkpoints."""
         d = asdict(self)
         d["model"]["camera_names"] = list(self.model.camera_names)
         d["data"]["cameras"] = list(self.data.cameras)
@@ -221,6 +234,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:
+        """The inverse of to_dict; unknown fields raise ConfigError."""
         return cls(
             preset=d.get("preset", "custom"),
             model=_section_from_dict(ModelConfig, d.get("model", {})),
@@ -288,6 +302,7 @@ PRESETS = {"paper": _preset_paper, "cpu": _preset_cpu, "tiny": _preset_tiny}
 
 
 def get_preset(name: str) -> Config:
+    """A fresh Config for a named preset (see the module docstring); ConfigError for an unknown name."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
@@ -382,6 +397,7 @@ def _split_override(s: str) -> tuple[str, str]:
 
 
 def make_config(preset: str = "cpu", overrides: list[str] | dict | None = None) -> Config:
+    """A preset with `section.field=value` overrides (strings parsed as YAML, or a dict) applied."""
     cfg = get_preset(preset)
     return apply_overrides(cfg, overrides) if overrides else cfg
 

@@ -122,6 +122,8 @@ class MirrorArmBridge(Node):
 
     # --- episodes -------------------------------------------------------------------------
     def start_episode(self, seed: int, arm: int) -> None:
+        """Reset the env for (seed, arm) (randomised per the `randomize` parameter) and publish the
+        first observation."""
         randomize = bool(self.get_parameter("randomize").value)
         self.obs, _ = self.env.reset(seed=seed, options={"arm": arm, "randomize": randomize})
         self.episode += 1
@@ -239,6 +241,7 @@ class MirrorArmBridge(Node):
 
 
 def main(args=None) -> int:
+    """Run the bridge node until Ctrl-C or an external shutdown; returns 0."""
     rclpy.init(args=args)
     node = None
     try:

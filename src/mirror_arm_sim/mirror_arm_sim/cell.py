@@ -144,11 +144,14 @@ class ArmSpec:
 
     @property
     def limits(self) -> list[Range]:
+        """(lo, hi) position limit per joint in ARM_JOINTS order (rad; the gripper's half-gap travel in m)."""
         return [lk.joint.limit for lk in self.links] + [self.gripper.travel]
 
 
 @dataclass(frozen=True)
 class TableSpec:
+    """The table: top slab half sizes (m) with its top at `height`, colour and friction."""
+
     half: Vec3 = (0.65, 0.55, 0.02)   # table-top slab half sizes; top at `height`
     height: float = 0.0
     rgba: tuple[float, float, float, float] = (0.62, 0.62, 0.60, 1.0)
@@ -157,6 +160,8 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class CubeSpec:
+    """The cube to move: half edge (m), mass (kg), colour and friction."""
+
     half: float = 0.02              # 4 cm cube
     mass: float = 0.05
     rgba: tuple[float, float, float, float] = (0.85, 0.1, 0.1, 1.0)
@@ -165,6 +170,8 @@ class CubeSpec:
 
 @dataclass(frozen=True)
 class TargetSpec:
+    """The target disk (visual only, no collision): radius and half height (m), colour."""
+
     radius: float = 0.055           # flat disk, visual only (does not collide)
     half_height: float = 0.001
     rgba: tuple[float, float, float, float] = (0.1, 0.75, 0.15, 1.0)
@@ -209,6 +216,7 @@ class CellSpec:
 
     @property
     def substeps(self) -> int:
+        """Physics steps per control step (1 / (control_hz * timestep)); ValueError if not whole."""
         n = round(1.0 / (self.control_hz * self.timestep))
         if abs(n * self.timestep * self.control_hz - 1.0) > 1e-9:
             raise ValueError("control period must be a multiple of the physics timestep")
@@ -227,6 +235,7 @@ class CellSpec:
         raise ValueError(f"unknown arm index {k!r}: expected 0 or 1")
 
     def camera(self, name: str) -> CameraSpec:
+        """The camera named `name` (KeyError if the cell has none)."""
         for c in self.cameras:
             if c.name == name:
                 return c
@@ -275,6 +284,7 @@ class CellVariant:
 
     @property
     def is_exact(self) -> bool:
+        """True when the variant changes nothing (arm 1 is the exact mirror)."""
         return (not any(self.arm1_base_offset) and not any(self.arm1_zero_offsets)
                 and not any(self.camera_offset))
 

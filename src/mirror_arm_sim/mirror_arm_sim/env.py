@@ -52,6 +52,7 @@ class TaskSample:
     start_q: tuple[float, ...]   # 7 values: the active arm's initial joint positions
 
     def as_dict(self) -> dict:
+        """The sample as a JSON-ready dict."""
         return {"arm": self.arm, "cube_xy": list(self.cube_xy), "cube_yaw": self.cube_yaw,
                 "target_xy": list(self.target_xy), "start_q": list(self.start_q)}
 
@@ -174,6 +175,8 @@ class MirrorArmEnv(gym.Env):
                           (float(target[0]), float(target[1])), tuple(float(x) for x in start))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode (gymnasium API); options `arm`, `randomize`, `cube` (x, y, yaw), `target`
+        (x, y) as in the module docstring. Returns (obs, info)."""
         options = dict(options or {})
         unknown = set(options) - {"arm", "randomize", "cube", "target"}
         if unknown:
@@ -202,6 +205,8 @@ class MirrorArmEnv(gym.Env):
         return self._obs(), self._info(False)
 
     def step(self, action):
+        """Hold (7,) joint-position targets (clipped to the limits) for one control period; returns
+        (obs, reward, terminated, truncated, info)."""
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
         a = np.asarray(action, dtype=np.float64)
@@ -221,11 +226,13 @@ class MirrorArmEnv(gym.Env):
         return self._obs(), float(success), terminated, truncated, self._info(success)
 
     def render(self):
+        """The first camera's (H, W, 3) uint8 image, or None without a render_mode."""
         if self.render_mode is None:
             return None
         return self.render_camera(self.cameras[0])
 
     def close(self):
+        """Release the renderers."""
         for r in self._renderers.values():
             r.close()
         self._renderers.clear()
@@ -233,6 +240,7 @@ class MirrorArmEnv(gym.Env):
     # --- state helpers (symmetry test, ROS bridge) ------------------------------------------
     @property
     def steps(self) -> int:
+        """Control steps since the last reset."""
         return self._steps
 
     def arm_qpos(self, k: int | None = None) -> np.ndarray:
@@ -242,11 +250,13 @@ class MirrorArmEnv(gym.Env):
         return np.concatenate([q[:6], [0.5 * (q[6] + q[7])]])
 
     def arm_qvel(self, k: int | None = None) -> np.ndarray:
+        """(7,) joint velocities of arm k (default: active); gripper = mean finger velocity."""
         k = self.active_arm if k is None else self._check_arm(k)
         v = self.data.qvel[self._dadr[k]]
         return np.concatenate([v[:6], [0.5 * (v[6] + v[7])]])
 
     def arm_ctrl(self, k: int | None = None) -> np.ndarray:
+        """(7,) position targets currently applied to arm k (default: active); gripper = the finger target."""
         k = self.active_arm if k is None else self._check_arm(k)
         c = self.data.ctrl[self._act[k]]
         return np.concatenate([c[:6], [c[6]]])
@@ -287,6 +297,7 @@ class MirrorArmEnv(gym.Env):
         return q[:3].copy(), q[3:].copy()
 
     def target_pos(self) -> np.ndarray:
+        """(3,) world position (m) of the target disk's centre."""
         return self.data.mocap_pos[self._target_mocap].copy()
 
     def tcp_pose(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -306,6 +317,7 @@ class MirrorArmEnv(gym.Env):
         }
 
     def set_state(self, state: dict) -> None:
+        """Restore a `get_state` snapshot (physics and episode bookkeeping)."""
         d = self.data
         self.active_arm = self._check_arm(state["arm"])
         self._steps = int(state.get("steps", 0))
@@ -325,6 +337,8 @@ class MirrorArmEnv(gym.Env):
         return f"arm{arm}/{name}" if cam.mount == "wrist" else name
 
     def render_camera(self, name: str, size: tuple[int, int] | None = None, arm: int | None = None):
+        """(H, W, 3) uint8 image of camera `name` as arm `arm` (default: active) sees it, at `size`
+        (H, W) (default: image_size)."""
         size = tuple(size or self.image_size)
         r = self._renderers.get(size)
         if r is None:
@@ -348,6 +362,7 @@ class MirrorArmEnv(gym.Env):
                 "steps": self._steps}
 
     def cube_released(self) -> bool:
+        """True when no finger touches the cube."""
         d = self.data
         for i in range(d.ncon):
             c = d.contact[i]
@@ -357,6 +372,7 @@ class MirrorArmEnv(gym.Env):
         return True
 
     def is_success(self) -> bool:
+        """The success test of the module docstring on the current state (on target, resting, released)."""
         t = self.cell.task
         pos, _ = self.cube_pose()
         tgt = self.target_pos()

@@ -16,6 +16,8 @@ from .cell import default_cell
 
 
 def plot_randomisation(path: Path, n: int = 200) -> None:
+    """Top view of the cell (table, arm bases, cube and target ranges, `n` sampled poses per arm)
+    saved as a PNG at `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,6 +80,8 @@ def plot_randomisation(path: Path, n: int = 200) -> None:
 
 
 def plot_top_views(path: Path, seeds=(0, 1, 2, 3)) -> None:
+    """The 'top' observations at reset of `seeds` for arm 0 (first row) and arm 1, tiled into
+    one PNG at `path`."""
     from PIL import Image
 
     from .env import MirrorArmEnv
@@ -96,6 +100,7 @@ def plot_top_views(path: Path, seeds=(0, 1, 2, 3)) -> None:
 
 
 def main(argv=None) -> int:
+    """Write both figures into --out (default docs/img); returns 0."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="docs/img")
     args = p.parse_args(argv)

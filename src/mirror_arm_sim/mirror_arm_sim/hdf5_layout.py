@@ -112,6 +112,7 @@ class DemoWriter:
 
     @property
     def num_demos(self) -> int:
+        """Episodes written so far."""
         return self._n
 
     def add_episode(

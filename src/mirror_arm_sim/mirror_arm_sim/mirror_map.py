@@ -36,9 +36,12 @@ class MirrorMap:
 
     @property
     def dim(self) -> int:
+        """Number of joints the map acts on."""
         return len(self.joint_signs)
 
     def validate(self) -> None:
+        """Raise ValueError unless the map is consistent (+-1 signs, a true permutation, matching
+        lengths, paired camera swaps) and its joint map is an involution."""
         d = self.dim
         if d == 0:
             raise ValueError("mirror map: joint_signs is empty")
@@ -108,6 +111,7 @@ class MirrorMap:
     # --- configuration ---------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict) -> MirrorMap:
+        """A map from its dict form (see to_dict); ValueError on unknown or missing keys."""
         known = {
             "joint_signs", "joint_permutation", "joint_offsets", "flip_cameras", "camera_swaps",
             "joint_names",
@@ -129,6 +133,7 @@ class MirrorMap:
         )
 
     def to_dict(self) -> dict:
+        """The map as a plain dict (YAML/JSON-ready)."""
         return {
             "joint_signs": list(self.joint_signs),
             "joint_permutation": list(self.joint_permutation) if self.joint_permutation else None,
@@ -140,6 +145,8 @@ class MirrorMap:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MirrorMap:
+        """Load a map from a YAML file (the mapping itself or under a `mirror_map` key); errors name
+        the file."""
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())

@@ -65,6 +65,7 @@ class Check:
 
     @property
     def ok(self) -> bool:
+        """The value is finite and within the tolerance."""
         return bool(np.isfinite(self.value) and self.value <= self.tol)
 
     def __str__(self) -> str:
@@ -212,6 +213,8 @@ def check_rollout(cell: CellSpec | None = None, mirror_map: MirrorMap | None = N
 
 def run_symmetry_check(cell: CellSpec | None = None, mirror_map: MirrorMap | None = None,
                        rollout: bool = True, **kw) -> SymmetryReport:
+    """The static checks and (with `rollout`) the expert-rollout checks of `cell` against
+    `mirror_map`, as one report."""
     checks = check_static(cell, mirror_map, **kw)
     if rollout:
         checks += check_rollout(cell, mirror_map, **{k: v for k, v in kw.items() if k != "n_states"})
@@ -248,6 +251,8 @@ def format_distances(rows: dict[str, SymmetryReport]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`mirror_arm_symmetry_check` CLI: check each --variant and print the reports and distances;
+    returns 0 if all pass, 1 if any fails, 2 on bad arguments."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mirror-map", default=None, help="mirror map YAML (default: the cell's)")
     p.add_argument("--states", type=int, default=8, help="random static states")

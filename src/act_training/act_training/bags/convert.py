@@ -81,6 +81,7 @@ class ConvertReport:
 
     @property
     def mb_per_s(self) -> float:
+        """Conversion throughput: MB (1e6 bytes) of bag per second."""
         return self.bag_bytes / 1e6 / max(self.seconds, 1e-9)
 
 
@@ -172,12 +173,14 @@ class Frame:
         self.raw, self.future, self.value = raw, future, None
 
     def get(self, decode) -> np.ndarray:
+        """The stored frame: the worker's result, or `decode(raw)` now; cached, the raw bytes released."""
         if self.value is None:
             raw, fut, self.raw, self.future = self.raw, self.future, None, None
             self.value = fut.result() if fut is not None else decode(raw)
         return self.value
 
     def cancel(self) -> None:
+        """Cancel the pending decode, if any (the frame is dropped)."""
         if self.future is not None:
             self.future.cancel()
 
@@ -206,6 +209,7 @@ class Stream:
         self.bad = 0
 
     def push(self, stamp: int, payload) -> None:
+        """Add a message (stamp in ns) to the pending list, kept sorted by (stamp, arrival order)."""
         self.seq += 1
         item = (stamp, self.seq, payload)
         if not self.pending or stamp >= self.pending[-1][0]:
@@ -218,6 +222,8 @@ class Stream:
         return bool(self.pending and self.pending[-1][0] > t) or now > t + self.slack_ns
 
     def advance_to(self, t: int) -> None:
+        """Move the pending messages stamped <= t (ns) out; the newest becomes the held value (unless
+        the held one is newer)."""
         n = 0
         while n < len(self.pending) and self.pending[n][0] <= t:
             n += 1
@@ -228,12 +234,14 @@ class Stream:
             del self.pending[:n]
 
     def clear(self) -> None:
+        """Drop everything pending (cancelling frame decodes) and the held value."""
         for item in self.pending:
             if isinstance(item[2], Frame):
                 item[2].cancel()
         self.pending, self.held, self.good, self.suspect = [], None, None, None
 
     def age(self, t: int) -> float:
+        """Seconds from the held message's stamp to t (ns); inf when nothing is held."""
         return math.inf if self.held is None else (t - self.held[0]) / 1e9
 
 
@@ -250,6 +258,7 @@ class BagConverter:
         self.episode: EpisodeAppender | None = None
 
     def warn(self, msg: str) -> None:
+        """Log a warning and keep it in the report."""
         log.warning(msg)
         self.report.warnings.append(msg)
 
@@ -832,6 +841,8 @@ def _quiet_unraisable(u) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`act_bag_to_hdf5` CLI: convert bags into one demo HDF5 file; returns the exit code (2 on a bag
+    or mapping error, 128 + signal number when interrupted)."""
     p = argparse.ArgumentParser(
         prog="act_bag_to_hdf5",
         description="Convert rosbag2 recordings (dirs with sqlite3/mcap storage, .mcap files) into one "

@@ -52,6 +52,8 @@ def _choice(key: str, value, choices) -> str:
 
 @dataclass
 class CameraStream:
+    """A camera image topic (sensor_msgs Image or CompressedImage) written as camera `name`."""
+
     name: str
     topic: str
     time: str | None = None  # None: the global `time`
@@ -108,6 +110,7 @@ class JointStream:
 
     @property
     def dim(self) -> int:
+        """Number of joints in the output vector."""
         for v in (self.joints, self.indices, self.names):
             if v is not None:
                 return len(v)
@@ -115,11 +118,15 @@ class JointStream:
 
     @property
     def output_names(self) -> list[str]:
+        """Names written to the HDF5 file: `names`, else `joints`, else '<key>_<i>'."""
         return list(self.names or self.joints or [f"{self.key}_{i}" for i in self.indices])
 
 
 @dataclass
 class EpisodeConfig:
+    """How the recordings are cut into demos (`split`: bag | marker | gap) and what happens to
+    one shorter than `min_length` steps (`on_short`)."""
+
     split: str = "bag"  # bag: one bag per demo; marker: a marker topic; gap: gaps in the streams
     marker_topic: str | None = None
     min_length: int = 1
@@ -137,6 +144,9 @@ class EpisodeConfig:
 
 @dataclass
 class BagConfig:
+    """The bag -> HDF5 mapping: which topics are cameras, qpos and action, the control grid
+    (control_hz, image_size (H, W)), time source, staleness and gap handling (docs/bags.md)."""
+
     cameras: list[CameraStream]
     qpos: JointStream
     action: JointStream
@@ -184,6 +194,7 @@ class BagConfig:
 
     @property
     def period_ns(self) -> int:
+        """Control period in nanoseconds."""
         return int(round(1e9 / self.control_hz))
 
     @property
@@ -207,6 +218,7 @@ class BagConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BagConfig:
+        """Build and validate a BagConfig from a parsed mapping; BagConfigError names the bad key."""
         d = dict(d or {})
         known = {"cameras", "qpos", "action", "control_hz", "image_size", "time", "max_staleness_s",
                  "on_gap", "on_bad_message", "latency_s", "episodes", "arm"}
@@ -253,6 +265,8 @@ class BagConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict | None = None) -> BagConfig:
+        """Read a mapping YAML file, apply dotted `overrides` (e.g. {'episodes.min_length': 50}),
+        validate; errors name the file."""
         path = Path(path)
         if not path.exists():
             raise BagConfigError(f"mapping file not found: {path}")

@@ -83,6 +83,7 @@ class BagSource:
         return self.typestore.deserialize_cdr(raw, msgtype)
 
     def close(self) -> None:
+        """Close the underlying reader (idempotent)."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None

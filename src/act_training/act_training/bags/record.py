@@ -114,6 +114,7 @@ class BagRecorder(Node):
 
     @property
     def all_subscribed(self) -> bool:
+        """True once every requested topic has a publisher and a subscription."""
         return all(t in self.subs for t in self.topics)
 
     def _discover(self) -> None:
@@ -159,6 +160,7 @@ class BagRecorder(Node):
         return cb
 
     def close(self) -> None:
+        """Unsubscribe, close the bag and log the message count per topic (idempotent)."""
         if self.closed:
             return
         self.closed = True
@@ -174,6 +176,7 @@ class BagRecorder(Node):
 
 
 def topics_from_mapping(path: str | Path) -> list[str]:
+    """The topics a bag -> HDF5 mapping YAML reads (cameras, qpos, action, marker), without duplicates."""
     from act_training.bags.mapping import BagConfig
 
     cfg = BagConfig.load(path)
@@ -184,6 +187,8 @@ def topics_from_mapping(path: str | Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`act_bag_record` CLI: record topics into a bag until Ctrl-C/SIGTERM or --duration; returns
+    the exit code."""
     p = argparse.ArgumentParser(prog="act_bag_record", description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="bag directory to create (must not exist)")
     p.add_argument("--topics", nargs="+", default=[], help="topics to record")

@@ -41,6 +41,9 @@ from act_training.data.normalize import NormStats
 
 @dataclass
 class Augment:
+    """Training image augmentation: a random shift of up to `shift_pixels` (edge padding) and
+    brightness/contrast jitter (+- fractions). Never flips."""
+
     shift_pixels: int = 4
     brightness: float = 0.1
     contrast: float = 0.1
@@ -67,6 +70,8 @@ class Augment:
 
 
 def select_cameras(info: LayoutInfo, cfg: DataConfig) -> list[str]:
+    """The cameras to train on: `cfg.cameras` (or all of the file's), checked against the file,
+    cut to `cfg.max_cameras`."""
     cams = list(cfg.cameras) if cfg.cameras else list(info.camera_names)
     unknown = [c for c in cams if c not in info.camera_names]
     if unknown:
@@ -86,6 +91,10 @@ def split_episodes(num_demos: int, val_fraction: float, seed: int = 0) -> tuple[
 
 
 class ACTDataset(Dataset):
+    """One sample per (episode, step[, mirrored copy]) of a demo HDF5 file: images (N, H, W, 3) uint8,
+    normalised qpos (D,), the next `chunk_size` normalised actions (C, A), padded with the last
+    one, and action_is_pad (C,). Frames are read lazily, one file handle per process."""
+
     def __init__(self, path: str | Path, chunk_size: int, episodes: list[int] | None = None,
                  cameras: list[str] | None = None, stats: NormStats | None = None,
                  augment: Augment | None = None, info: LayoutInfo | None = None, seed: int = 0,
@@ -131,6 +140,7 @@ class ACTDataset(Dataset):
 
     # ------------------------------------------------------------------ stats
     def compute_stats(self, std_floor: float = 1e-2) -> NormStats:
+        """Normalisation statistics over every step of this dataset's episodes (and mirrored copies)."""
         if not self.episodes:
             raise ValueError("cannot compute normalisation stats over zero episodes")
         q = np.concatenate([self._episode(e, m)[0] for e in self.episodes for m in self.copies])
@@ -177,6 +187,7 @@ class ACTDataset(Dataset):
         return s
 
     def close(self) -> None:
+        """Close this process's file handle (reopened on the next access)."""
         if self._h5 is not None:
             self._h5.close()
         self._h5, self._pid, self._ds = None, None, {}

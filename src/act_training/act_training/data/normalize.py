@@ -43,10 +43,12 @@ class NormStats:
         )
 
     def to_dict(self) -> dict:
+        """The four vectors as lists (JSON-ready)."""
         return {k: getattr(self, k).tolist() for k in ("qpos_mean", "qpos_std", "action_mean", "action_std")}
 
     @classmethod
     def from_dict(cls, d: dict) -> NormStats:
+        """The inverse of to_dict."""
         return cls(**{k: np.asarray(d[k], dtype=np.float32) for k in
                       ("qpos_mean", "qpos_std", "action_mean", "action_std")})
 
@@ -59,12 +61,15 @@ class NormStats:
         return len(self.action_mean)
 
     def normalize_qpos(self, q):
+        """(q - qpos_mean) / qpos_std, for NumPy arrays or tensors (..., state_dim)."""
         return (q - self._like(self.qpos_mean, q)) / self._like(self.qpos_std, q)
 
     def normalize_actions(self, a):
+        """(a - action_mean) / action_std, for NumPy arrays or tensors (..., action_dim)."""
         return (a - self._like(self.action_mean, a)) / self._like(self.action_std, a)
 
     def unnormalize_actions(self, a):
+        """The inverse of normalize_actions: a * action_std + action_mean."""
         return a * self._like(self.action_std, a) + self._like(self.action_mean, a)
 
     @staticmethod

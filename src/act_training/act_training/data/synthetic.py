@@ -17,6 +17,8 @@ JOINTS = ["waist", "shoulder", "elbow", "forearm_roll", "wrist_pitch", "wrist_ro
 
 def synthetic_episode(rng: np.random.Generator, T: int, hw: tuple[int, int], cameras: list[str],
                       state_dim: int = 7, action_dim: int = 7):
+    """One synthetic episode of T steps: ({camera: (T, H, W, 3) uint8}, qpos (T, state_dim),
+    actions (T, action_dim)) float32, the action at t being the joint position at t + 1."""
     H, W = hw
     cy, cx = rng.uniform(0.2, 0.8, size=2)
     proj = np.linspace(-1.0, 1.0, max(state_dim, action_dim))
@@ -47,6 +49,8 @@ def synthetic_episode(rng: np.random.Generator, T: int, hw: tuple[int, int], cam
 def write_synthetic_demos(path: str | Path, num_demos: int = 4, T: int = 20, hw: tuple[int, int] = (32, 32),
                           cameras: tuple[str, ...] = ("top",), state_dim: int = 7, action_dim: int = 7,
                           seed: int = 0, compression: str | None = "lzf") -> Path:
+    """Write `num_demos` synthetic episodes to an HDF5 file in the project's demo layout; returns
+    its path."""
     rng = np.random.default_rng(seed)
     joints = JOINTS[:state_dim] if state_dim <= len(JOINTS) else [f"j{i}" for i in range(state_dim)]
     act_names = [f"a{i}" for i in range(action_dim)] if action_dim != state_dim else None

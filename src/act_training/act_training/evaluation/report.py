@@ -125,6 +125,8 @@ def plot_loss(metrics: list[dict], path: Path) -> bool:
 
 
 def plot_success(results: list[EvalResult], path: Path) -> None:
+    """Bar chart of the success rates (%) with their 95 % Wilson intervals and the 70 % bar, saved
+    to `path` (matplotlib, Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -44,17 +44,21 @@ class EvalResult:
 
     @property
     def success_rate(self) -> float:
+        """Fraction of trials that succeeded, in [0, 1] (0 with no trials)."""
         return self.n_success / self.n_trials if self.n_trials else 0.0
 
     @property
     def ci95(self) -> tuple[float, float]:
+        """95 % Wilson interval of the success rate, (low, high) in [0, 1]."""
         return wilson_interval(self.n_success, self.n_trials)
 
     @property
     def label(self) -> str:
+        """Short name 'arm<k>-<mode>-mirror|raw'."""
         return f"arm{self.arm}-{self.mode}-{'mirror' if self.mirror else 'raw'}"
 
     def to_dict(self) -> dict:
+        """The fields plus the derived counts, rate, interval, label and mean length (JSON-ready)."""
         d = asdict(self)
         d.update(
             n_trials=self.n_trials, n_success=self.n_success, success_rate=self.success_rate,
@@ -65,6 +69,7 @@ class EvalResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalResult:
+        """The inverse of to_dict (derived keys are ignored)."""
         keys = {"arm", "mode", "mirror", "seeds", "successes", "lengths", "videos", "final_qpos",
                 "wall_time_s", "executor", "timeouts"}
         return cls(**{k: v for k, v in d.items() if k in keys})
@@ -79,6 +84,7 @@ class EvalResult:
         return path
 
     def summary(self) -> str:
+        """One line: label, successes/trials, rate with its 95 % interval, mean length, wall time."""
         lo, hi = self.ci95
         return (f"{self.label}: {self.n_success}/{self.n_trials} = {self.success_rate:.1%} "
                 f"(95% CI {lo:.1%}-{hi:.1%}), mean length {np.mean(self.lengths or [0]):.0f}, "

@@ -83,6 +83,8 @@ class RosEvaluator(Node):
         return out
 
     def call(self, client, request, timeout: float = 30.0):
+        """Call a service and spin until it answers; TimeoutError if it is not available or does not
+        answer within `timeout` seconds."""
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {client.srv_name} not available after {timeout:.0f} s")
         fut = client.call_async(request)
@@ -92,6 +94,7 @@ class RosEvaluator(Node):
         return fut.result()
 
     def set_bridge(self, **values: int) -> None:
+        """Set integer parameters on the bridge node (e.g. seed, arm); RuntimeError if one is rejected."""
         req = SetParameters.Request()
         for name, v in values.items():
             req.parameters.append(ParameterMsg(
@@ -102,6 +105,8 @@ class RosEvaluator(Node):
             raise RuntimeError(f"bridge rejected parameters {values}: {bad}")
 
     def run_episode(self, seed: int, arm: int, timeout: float) -> EpisodeResult | None:
+        """Reset the policy, set the bridge's seed and arm, reset the bridge and wait for that seed's
+        episode result; None if none arrives within `timeout` seconds."""
         r = self.call(self.policy_reset, Trigger.Request())
         if not r.success:
             raise RuntimeError(f"policy reset failed: {r.message}")
@@ -150,6 +155,7 @@ def run_trials(node: RosEvaluator, result: EvalResult, args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `mirror_arm_ros_eval` argument parser."""
     p = argparse.ArgumentParser(prog="mirror_arm_ros_eval", description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=1000, help="trial i uses env seed SEED + i")
@@ -165,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`mirror_arm_ros_eval` CLI: run the trials and print/write the EvalResult; returns the exit code
+    (2 on a timeout or service error, 130 on Ctrl-C)."""
     from rclpy.utilities import remove_ros_args
 
     args = build_parser().parse_args(remove_ros_args(sys.argv if argv is None else ["x", *argv])[1:])

@@ -139,6 +139,9 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
+    """DETR-style decoder layer: self-attention over the queries, cross-attention to the encoder
+    memory, feed-forward; positions added to queries and keys (post- or pre-norm)."""
+
     def __init__(self, d: int, heads: int, ff: int, dropout: float, pre_norm: bool):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
@@ -149,6 +152,8 @@ class DecoderLayer(nn.Module):
         self.pre_norm = pre_norm
 
     def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor) -> Tensor:
+        """x (B, chunk, d) queries, query_pos (1, chunk, d), memory (B, L, d) and memory_pos (1, L, d)
+        -> (B, chunk, d)."""
         h = self.norm1(x) if self.pre_norm else x
         qk = h + query_pos
         x = x + self.drop1(self.self_attn(qk, qk, h, need_weights=False)[0])
@@ -165,6 +170,8 @@ class DecoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
+    """A stack of EncoderLayers (final LayerNorm when pre-norm)."""
+
     def __init__(self, n: int, d: int, heads: int, ff: int, dropout: float, pre_norm: bool):
         super().__init__()
         self.layers = nn.ModuleList(EncoderLayer(d, heads, ff, dropout, pre_norm) for _ in range(n))
@@ -189,6 +196,8 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor) -> Tensor:
+        """x (B, chunk, d), query_pos (1, chunk, d), memory (B, L, d), memory_pos (1, L, d)
+        -> (B, chunk, d), after the final LayerNorm."""
         for layer in self.layers:
             x = layer(x, query_pos, memory, memory_pos)
         return self.norm(x)
@@ -196,6 +205,9 @@ class Decoder(nn.Module):
 
 # ----------------------------------------------------------------------------- ACT
 class ACT(nn.Module):
+    """The ACT policy (see the module docstring): images and qpos (and, in training, the action
+    chunk for the CVAE posterior) -> a normalised action chunk (B, chunk, action_dim)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if not cfg.is_complete():
@@ -244,6 +256,7 @@ class ACT(nn.Module):
                 nn.init.xavier_uniform_(p)
 
     def backbone_parameters(self):
+        """The ResNet trunks' parameters (their own learning rate, train.lr_backbone)."""
         return self.backbones.parameters()
 
     # -------------------------------------------------------------- pieces
@@ -319,6 +332,7 @@ def act_loss(actions_hat: Tensor, actions: Tensor, action_is_pad: Tensor | None,
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Total number of parameters (trainable or not)."""
     return sum(p.numel() for p in model.parameters())
 
 

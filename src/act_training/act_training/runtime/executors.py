@@ -122,6 +122,7 @@ class ChunkedExecutor(Executor):
         self._has_chunk = False
 
     def reset(self) -> None:
+        """Forget the chunk and restart at tick 0."""
         super().reset()
         self._has_chunk = False
 
@@ -134,12 +135,16 @@ class ChunkedExecutor(Executor):
         return self.step - self.last_query_step >= max(1, self.n_execute - max(0, int(lookahead)))
 
     def add_chunk(self, chunk, step: int | None = None) -> None:
+        """Replace the current chunk with `chunk` (chunk_size, action_dim), predicted at tick `step`
+        (default: now); `chunk[j]` is the action for tick step + j."""
         chunk, s = self._check_chunk(chunk, step)
         self._chunk[:] = chunk
         self._has_chunk = True
         self.last_query_step = s
 
     def next_action(self) -> np.ndarray | None:
+        """The current chunk's action for this tick (None before the first chunk or past its end);
+        advance one tick."""
         action = None
         if self._has_chunk:
             j = self.step - self.last_query_step
@@ -171,15 +176,19 @@ class TemporalEnsembleExecutor(Executor):
         self._count = np.zeros(self.chunk_size, dtype=np.int64)
 
     def reset(self) -> None:
+        """Clear the ring buffer and restart at tick 0."""
         super().reset()
         self._sum[:] = 0.0
         self._wsum[:] = 0.0
         self._count[:] = 0
 
     def needs_query(self) -> bool:
+        """True every `query_period` ticks (and before the first chunk)."""
         return self.last_query_step is None or self.step - self.last_query_step >= self.query_period
 
     def add_chunk(self, chunk, step: int | None = None) -> None:
+        """Add `chunk` (chunk_size, action_dim), predicted at tick `step` (default: now), to the
+        weighted sums of the ticks it covers; entries for ticks already executed are dropped."""
         chunk, s = self._check_chunk(chunk, step)
         self.last_query_step = s
         first = self.step - s  # entries before this are for ticks already executed
@@ -197,6 +206,8 @@ class TemporalEnsembleExecutor(Executor):
         return int(self._count[self.step % self.chunk_size])
 
     def next_action(self) -> np.ndarray | None:
+        """The weighted average of every stored prediction for this tick (None if there is none);
+        the row is cleared for tick step + chunk_size and the executor advances one tick."""
         r = self.step % self.chunk_size
         action = None
         if self._count[r] > 0:

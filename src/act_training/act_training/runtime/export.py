@@ -114,6 +114,7 @@ def parity(checkpoint: str | Path, onnx_path: str | Path, batch: int = 4) -> flo
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `act_export` argument parser."""
     p = argparse.ArgumentParser(prog="act_export", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="policy checkpoint (.pt) written by act_train")
     p.add_argument("--out", help="ONNX file to write (default: the runtime's cache, <stem>.<hash>.onnx "
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`act_export` CLI: export the checkpoint's network to ONNX (and optionally check it against
+    torch); prints the file's path, returns the exit code (2 on an error)."""
     a = build_parser().parse_args(argv)
     from act_training.runtime.policy import ACTPolicyRuntime
 

@@ -43,6 +43,7 @@ class MirrorStep:
 
     @property
     def mirrored(self) -> bool:
+        """True when a mirror map is set (otherwise the step is the identity)."""
         return self.mirror_map is not None
 
     def observation(self, images: Mapping[str, np.ndarray], qpos) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -38,12 +38,16 @@ from act_training.training.checkpoint import CheckpointError, load_checkpoint
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as torch.device(device)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
 
 class ACTPolicyRuntime:
+    """A loaded policy: observation (images, qpos in real units) -> raw action chunk
+    (chunk_size, action_dim), through the shared pipeline and the chosen backend (module docstring)."""
+
     def __init__(self, model: ACT, stats: NormStats, camera_names, joint_names, action_names,
                  device: torch.device, meta: dict | None = None, deployment: Deployment | None = None,
                  backend: str = "torch", checkpoint: str | Path | None = None, threads: int = 0):

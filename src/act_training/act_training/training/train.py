@@ -86,6 +86,8 @@ def _cpu_has_bf16() -> bool:
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `train.amp=mode` on `device`: bfloat16, or None for fp32 ('auto': bf16
+    where CUDA or the CPU supports it)."""
     if mode == "off":
         return None
     if mode == "bf16":
@@ -115,6 +117,8 @@ def make_optimizer(model: ACT, tc) -> torch.optim.AdamW:
 
 
 def lr_lambda(cfg) -> callable:
+    """LR multiplier per step for LambdaLR: linear warmup over warmup_steps, then constant or a
+    cosine from 1 down to min_lr_ratio at `steps`."""
     total, warm, floor = cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio
 
     def f(step: int) -> float:
@@ -191,6 +195,7 @@ class MetricsLog:
             self.jsonl_path.write_text("".join(ln + "\n" for ln in lines))
 
     def log(self, row: dict) -> None:
+        """Append one row to the CSV and JSONL files and its numbers to TensorBoard (no-op when disabled)."""
         if not self.enabled:
             return
         self._csv.writerow(row)
@@ -203,6 +208,7 @@ class MetricsLog:
                     self.tb.add_scalar(f"{row['split']}/{k}", v, row["step"])
 
     def close(self) -> None:
+        """Close the files and the TensorBoard writer."""
         if not self.enabled:
             return
         self._csv_f.close()
@@ -253,6 +259,8 @@ class WeightEMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
+        """One EMA step after optimizer step `step` (0-based): decay min(decay, (1 + step) / (10 + step));
+        buffers are copied."""
         d = min(self.decay, (1 + step) / (10 + step))
         for pe, p in zip(self.model.parameters(), model.parameters()):
             pe.lerp_(p.detach(), 1.0 - d)
@@ -260,9 +268,11 @@ class WeightEMA:
             be.copy_(b)
 
     def state_dict(self) -> dict:
+        """The averaged weights, detached CPU copies (for last.pt)."""
         return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def load_state_dict(self, sd: dict) -> None:
+        """Restore the averaged weights from `state_dict()`."""
         self.model.load_state_dict(sd)
 
 
@@ -713,6 +723,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
+    """The `act_train` argument parser."""
     p = argparse.ArgumentParser(
         prog="act_train", description="Train an ACT policy on a demo HDF5 file (see docs/training.md).")
     p.add_argument("--data", help="demo HDF5 file (data.path)")
@@ -734,6 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> Config:
+    """The preset with the named flags, then every --set override, applied (ConfigError if invalid)."""
     cfg = get_preset(args.preset)
     flags = {"data.path": args.data, "train.out_dir": args.out, "train.steps": args.steps,
              "train.batch_size": args.batch_size, "train.lr": args.lr, "data.num_workers": args.num_workers,
@@ -743,6 +755,8 @@ def config_from_args(args) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`act_train` CLI: train and print the final checkpoint's path (rank 0); returns the exit code
+    (2: invalid flags or config, or no --data; 1: training failed)."""
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)

@@ -184,6 +184,7 @@ class GazeboAdapter(Node):
 
 
 def main(args=None) -> int:
+    """Run the Gazebo adapter node until Ctrl-C or an external shutdown; returns 0."""
     rclpy.init(args=args)
     node = GazeboAdapter()
     try:

@@ -27,6 +27,8 @@ BRIDGE_FILE = "ros_gz_bridge.yaml"
 
 def generate(out: str | Path, arm: int = 0, image_size=DEFAULT_IMAGE_SIZE, cameras=None,
              wrist_cameras: bool = True) -> dict[str, Path]:
+    """Write the cell's SDF world, URDF and ros_gz_bridge YAML into `out` (image_size (H, W), the
+    active `arm`'s wrist camera bridged); returns their paths by kind ('sdf', 'urdf', 'bridge')."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cell = default_cell(wrist_cameras=wrist_cameras)
@@ -66,6 +68,8 @@ def check(paths: dict[str, Path]) -> list[str]:
 
 
 def main(argv=None) -> int:
+    """`mirror_arm_gazebo_generate` CLI: write the files and print their paths; with --check,
+    returns 1 if a parser reports errors, else 0."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output directory")
     ap.add_argument("--arm", type=int, default=0, choices=(0, 1), help="active arm (its wrist camera)")

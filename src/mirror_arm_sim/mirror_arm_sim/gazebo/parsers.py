@@ -81,9 +81,11 @@ class SdfReport:
     library: str
 
     def world(self, index: int = 0) -> dict:
+        """The `index`-th world of the parsed data."""
         return self.data["worlds"][index]
 
     def model(self, name: str, world: int = 0) -> dict:
+        """The model called `name` in world `world` (KeyError if absent)."""
         for m in self.world(world)["models"]:
             if m["name"] == name:
                 return m

@@ -42,6 +42,7 @@ def gz_command_topic(k: int, joint: str) -> str:
 
 
 def gz_image_topic(camera_name: str, arm: int | None = None) -> str:
+    """Gazebo image topic of a cell camera (a wrist camera: the one on arm `arm`)."""
     return f"/mirror_arm_cell/camera/{camera_name if arm is None else f'arm{arm}_{camera_name}'}/image"
 
 

@@ -17,6 +17,8 @@ from ..cell import CellSpec
 
 
 def cube_on_target(cell: CellSpec, cube_pos, cube_speed: float, target_pos, released: bool = True) -> bool:
+    """The env's success test from poses (module docstring): cube position (3,) and speed (m/s),
+    target position (3,), world frame, m; `released`: no finger touches the cube."""
     t = cell.task
     cube_pos = np.asarray(cube_pos, float)
     target_pos = np.asarray(target_pos, float)
@@ -34,6 +36,8 @@ class SpeedEstimator:
         self.speed = float("inf")
 
     def update(self, t: float, pos) -> float:
+        """Add the position at time `t` (s); returns the speed (m/s) from the last two samples
+        (inf until there are two)."""
         pos = np.asarray(pos, float)
         if self._last is not None and t > self._last[0]:
             self.speed = float(np.linalg.norm(pos - self._last[1]) / (t - self._last[0]))
@@ -41,5 +45,6 @@ class SpeedEstimator:
         return self.speed
 
     def reset(self) -> None:
+        """Forget the samples (speed back to inf)."""
         self._last = None
         self.speed = float("inf")

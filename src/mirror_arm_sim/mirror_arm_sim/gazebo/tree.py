@@ -31,6 +31,9 @@ FINGER_SIGNS = {FINGERS[0]: 1.0, FINGERS[1]: -1.0}
 
 @dataclass
 class Geom:
+    """A link's shape: box (full sizes) or capsule/cylinder (radius, length along its z), pose in the
+    link frame, colour, whether it collides, optional friction."""
+
     kind: str                 # "box" | "capsule" | "cylinder"
     pos: np.ndarray           # centre in the link frame
     rot: np.ndarray           # 3x3, geometry frame in the link frame (capsule axis = its z)
@@ -42,6 +45,8 @@ class Geom:
 
 @dataclass
 class Link:
+    """A body: mass (kg; 0 = massless frame), centre of mass and diagonal inertia, its geoms."""
+
     name: str
     mass: float = 0.0          # 0 = massless frame (URDF: no <inertial>; SDF: merged, see sdf.py)
     com: tuple = (0.0, 0.0, 0.0)
@@ -52,6 +57,9 @@ class Link:
 
 @dataclass
 class Joint:
+    """A joint from `parent` to `child`: type, origin in the parent frame, axis, limits, effort,
+    velocity, damping and position gain; `mimic` names the joint it copies."""
+
     name: str
     type: str                  # "revolute" | "prismatic" | "fixed"
     parent: str
@@ -71,6 +79,8 @@ class Joint:
 
 @dataclass
 class Camera:
+    """A camera attached to `link`: position and MuJoCo xyaxes in that frame, vertical fov (deg)."""
+
     name: str                  # ROS-facing camera name ("top", or "wrist" on arm k)
     mj_name: str               # MuJoCo camera name ("top", "arm{k}/wrist")
     link: str                  # link it is attached to ("world" for fixed cameras)
@@ -108,11 +118,14 @@ class Camera:
 
 @dataclass
 class CellTree:
+    """The whole cell as links, joints and cameras (what the URDF and SDF writers walk)."""
+
     links: dict[str, Link]
     joints: list[Joint]
     cameras: list[Camera]
 
     def joint(self, name: str) -> Joint:
+        """The joint called `name` (KeyError if absent)."""
         for j in self.joints:
             if j.name == name:
                 return j
@@ -149,6 +162,7 @@ class CellTree:
 
 
 def axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rotation matrix (3, 3) of `angle` rad about `axis` (Rodrigues)."""
     a = axis / np.linalg.norm(axis)
     k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
@@ -178,6 +192,8 @@ def _diag(mass: float, r: float = 0.03) -> tuple:
 
 
 def build_tree(cell: CellSpec) -> CellTree:
+    """The kinematic tree of `cell`: both arms (arm 1 from its reflected spec), fingers, TCP and
+    camera frames, world cameras."""
     links: dict[str, Link] = {"world": Link("world")}
     joints: list[Joint] = []
     cameras: list[Camera] = []

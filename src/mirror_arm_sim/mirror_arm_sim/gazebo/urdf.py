@@ -38,6 +38,7 @@ def rpy_from_matrix(r: np.ndarray) -> tuple[float, float, float]:
 
 
 def matrix_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """Rotation matrix (3, 3) R = Rz(yaw) Ry(pitch) Rx(roll), angles in rad (inverse of rpy_from_matrix)."""
     cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch), math.sin(pitch),
                               math.cos(yaw), math.sin(yaw))
     return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
@@ -46,6 +47,7 @@ def matrix_from_rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
 
 
 def origin_xml(pos, rot=None) -> str:
+    """A URDF <origin> element for position `pos` and rotation matrix `rot` (None: identity)."""
     rpy = (0.0, 0.0, 0.0) if rot is None else rpy_from_matrix(rot)
     return f'<origin xyz="{_f(*pos)}" rpy="{_f(*rpy)}"/>'
 
