@@ -472,7 +472,8 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str,
         from tqdm.auto import tqdm
 
         # spawn: a fresh interpreter per worker (no inherited EGL context or torch thread pool)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool, \
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool, \
                 tqdm(total=len(todo), desc="eval rows", dynamic_ncols=True) as bar:
             futures = {pool.submit(_eval_row, job): (name, key) for (name, key, _), job in zip(todo, jobs)}
             for f in as_completed(futures):
@@ -480,6 +481,33 @@ def stage_eval(cfg: dict, out: Path, stages: Stages, checkpoint: str,
                 bar.update(1)
     order = [_row_name(r) for r in eval_matrix(cfg)]
     return [results[n] for n in order], {n: timings[n] for n in order}
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Evaluation worker initializer: end this worker when the parent `act_transfer` dies.
+
+    Ctrl-C reaches the whole process group, but a `kill <pid>` (a scheduler, a CI timeout) only
+    reaches the parent, and spawned workers would keep a core each busy for minutes. Linux:
+    the kernel's parent-death signal; elsewhere a watchdog thread polls the parent's pid."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+        return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 # --------------------------------------------------------------------------------------------
