@@ -83,5 +83,8 @@ def test_mirrored_arm1_rollout_is_the_mirror_of_arm0(tmp_path):
     r0 = evaluate(rt, arm=0, **kw)
     r1 = evaluate(rt, arm=1, mirror=True, **kw)
     assert r1.mirror and not r0.mirror
-    np.testing.assert_allclose(np.array(r1.final_qpos), np.array(r0.final_qpos), atol=1e-4)
+    # The inputs are mirror-exact (test_pipeline_identity); the two arms' physics agree to float
+    # rounding only (MuJoCo sums the mirrored bodies in another order), and 40 closed-loop steps
+    # of a policy amplify that to ~1e-3 rad. A wrong sign or joint map is off by tenths of a rad.
+    np.testing.assert_allclose(np.array(r1.final_qpos), np.array(r0.final_qpos), atol=1e-2)
     assert r0.lengths == r1.lengths and r0.successes == r1.successes
