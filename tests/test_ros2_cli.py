@@ -140,7 +140,7 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
                          f"params_file:={params_file}", "command_topic:=/right_arm_controller/commands",
                          "joint_states_topic:=/joint_states"], tmp_path / "launch.log")
     try:
-        # a condition, not a delay: on a quiet machine this line comes in ~15 s, but ros2 launch,
+        # a condition, not a delay: it returns as soon as the node is configured, but ros2 launch,
         # torch and the checkpoint can take over 2 minutes to start on 2 loaded cores
         launch.wait_for(r"ACT policy on arm 1 \(mirrored\)", timeout=300)
         # the launch file configured it; it waits for the operator: inactive, idle, no command
