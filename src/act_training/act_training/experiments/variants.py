@@ -12,7 +12,11 @@ for few-shot. Three policies are trained per variant:
     augment   ACT on the arm-0 demos plus their mirrored copies      (data.mirror_augment)
     fewshot   `base` fine-tuned on the K arm-1 demos, no mirroring   (train.init_from)
 
-and evaluated on arm 1 (rows of the table, each `trials` seeded episodes, Wilson 95 %):
+By default `base` and `augment` are trained once, on arm-0 demos of the exact cell (the
+nominal pair: a policy trained on arm 0 is deployed on an arm 1 that is not its exact mirror);
+`--train-in-each-variant` records the arm-0 demos in each variant's cell and trains them per
+variant (4x the training cost). `fewshot` always uses K arm-1 demos of the variant's own cell.
+They are evaluated on arm 1 (rows of the table, each `trials` seeded episodes, Wilson 95 %):
 
     inference-time mirror   base,    arm 1 through the mirror map (today's transfer)
     mirror augmentation     augment, arm 1 raw observations and actions
@@ -54,14 +58,18 @@ from act_training.experiments.transfer import (
 # --------------------------------------------------------------------------------------------
 VARIANT_PRESETS: dict[str, dict] = {
     # cpu: the transfer preset's sizes, but the whole 128 px top frame (8x8 image tokens).
+    # The transfer preset's recipe (DART demos, no dropout, EMA); see docs/transfer.md.
     "cpu": {
-        "demos": {"num_demos": 200, "seed": 0, "image_size": [128, 128], "cameras": ["top"]},
+        "train_cell": "exact",
+        "demos": {"num_demos": 200, "seed": 0, "image_size": [128, 128], "cameras": ["top"],
+                  "action_noise": 0.03},
         "fewshot": {"k": 5, "seed": 50_000, "overrides": {
             "train.steps": 300, "train.warmup_steps": 0, "train.lr": 5e-5, "train.lr_backbone": 5e-5,
             "data.val_fraction": 0.0, "train.eval_every": 0, "train.ckpt_every": 100}},
         "train": {"preset": "cpu", "overrides": {
             "model.image_size": [128, 128], "model.crop": None, "model.backbone_layers": 3,
-            "data.shift_pixels": 5, "train.batch_size": 16, "train.steps": 1500}},
+            "model.dropout": 0.0, "data.shift_pixels": 5, "train.batch_size": 16,
+            "train.steps": 1500, "train.ema_decay": 0.995}},
         "eval": {"trials": 200, "seed": 100_000, "n_envs": 8, "n_videos": 0, "modes": ["ensemble"],
                  "n_execute": None, "k": 0.01, "query_period": 10, "max_steps": None},
     },
@@ -100,6 +108,8 @@ def resolve_config(args: argparse.Namespace) -> dict:
     if unknown:
         raise SystemExit(f"act_transfer_variants: unknown variants {unknown}; known: {list(VARIANTS)}")
     cfg["variants"] = names
+    if args.train_in_each_variant:
+        cfg["train_cell"] = None
     if args.trials is not None:
         cfg["eval"]["trials"] = int(args.trials)
     if args.num_demos is not None:
@@ -124,7 +134,8 @@ def stage_demos(cfg: dict, variant: str, arm: int, num: int, seed: int, out: Pat
     """Expert demos of `arm` in the `variant` cell -> (hdf5 path, stage key)."""
     d = cfg["demos"]
     spec = {"variant": variant, "arm": arm, "num_demos": num, "seed": seed,
-            "image_size": d["image_size"], "cameras": d["cameras"]}
+            "image_size": d["image_size"], "cameras": d["cameras"],
+            "action_noise": float(d.get("action_noise", 0.0))}
     key = _key(spec)
     name = f"demos_arm{arm}"
     marker = stages.get(name, key)
@@ -138,7 +149,7 @@ def stage_demos(cfg: dict, variant: str, arm: int, num: int, seed: int, out: Pat
     t0 = time.perf_counter()
     stats = generate_demos(str(path), num_demos=num, arm=arm, seed=seed,
                            image_size=tuple(d["image_size"]), cameras=tuple(d["cameras"]),
-                           variant=variant, progress=False)
+                           variant=variant, action_noise=spec["action_noise"], progress=False)
     stages.mark(name, key, {"hdf5": str(path), "attempts": stats.attempts}, time.perf_counter() - t0)
     return str(path), key
 
@@ -153,24 +164,29 @@ def policy_train_cfgs(cfg: dict) -> dict[str, dict]:
     return {"base": base, "augment": augment, "fewshot": fewshot}
 
 
-def train_policies(cfg: dict, variant: str, out: Path) -> dict[str, tuple[str, str]]:
-    """Demos and the three policies of one variant -> {policy: (checkpoint, key)}."""
+def train_arm0_policies(cfg: dict, cell: str, out: Path) -> dict[str, tuple[str, str]]:
+    """Arm-0 demos of `cell` and the base and augment policies -> {policy: (checkpoint, key)}."""
     stages = Stages(out)
     d = cfg["demos"]
-    arm0, arm0_key = stage_demos(cfg, variant, 0, d["num_demos"], d["seed"], out, stages)
+    arm0, arm0_key = stage_demos(cfg, cell, 0, d["num_demos"], d["seed"], out, stages)
     tcfgs = policy_train_cfgs(cfg)
     policies = {}
     for name in ("base", "augment"):
         res, key, _ = stage_train({"train": tcfgs[name], "checkpoint": None}, out / name,
                                   Stages(out / name), arm0, arm0_key)
         policies[name] = (res["checkpoint"], key)
-    f = cfg["fewshot"]
-    arm1, arm1_key = stage_demos(cfg, variant, 1, f["k"], f["seed"], out, stages)
-    tcfgs["fewshot"]["overrides"]["train.init_from"] = policies["base"][0]
-    res, key, _ = stage_train({"train": tcfgs["fewshot"], "checkpoint": None}, out / "fewshot",
-                              Stages(out / "fewshot"), arm1, _key([arm1_key, policies["base"][1]]))
-    policies["fewshot"] = (res["checkpoint"], key)
     return policies
+
+
+def train_fewshot(cfg: dict, variant: str, base: tuple[str, str], out: Path) -> tuple[str, str]:
+    """`base` fine-tuned on K arm-1 demos of the `variant` cell -> (checkpoint, key)."""
+    f = cfg["fewshot"]
+    arm1, arm1_key = stage_demos(cfg, variant, 1, f["k"], f["seed"], out, Stages(out))
+    tcfg = policy_train_cfgs(cfg)["fewshot"]
+    tcfg["overrides"]["train.init_from"] = base[0]
+    res, key, _ = stage_train({"train": tcfg, "checkpoint": None}, out / "fewshot",
+                              Stages(out / "fewshot"), arm1, _key([arm1_key, base[1]]))
+    return res["checkpoint"], key
 
 
 def eval_rows(cfg: dict, variant: str, policies: dict, out: Path, image_size) -> list[dict]:
@@ -229,10 +245,12 @@ def write_report(out: Path, rows: list[dict], cfg: dict, seconds: float) -> Path
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
     k = cfg["fewshot"]["k"]
+    where = (f"of the {cfg['train_cell']!r} cell: one base and one augment policy for every variant"
+             if cfg.get("train_cell") else "recorded and trained in each variant's cell")
     text = "\n".join([
         "# Beyond the seed: mirror augmentation, few-shot, imperfect mirrors", "",
         f"Commit {git_revision()}; preset {cfg['preset']}{' (--quick)' if cfg['quick'] else ''}; "
-        f"{cfg['demos']['num_demos']} arm-0 demos and K = {k} arm-1 demos per variant; "
+        f"{cfg['demos']['num_demos']} arm-0 demos ({where}) and K = {k} arm-1 demos per variant; "
         f"{cfg['eval']['trials']} trials per row (env seeds {cfg['eval']['seed']}+i); "
         f"{seconds / 60:.1f} min this invocation.", "",
         format_table(rows), "",
@@ -252,9 +270,14 @@ def run(cfg: dict, out: str | Path) -> Path:
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.perf_counter()
     rows = []
+    shared = cfg.get("train_cell")
+    if shared:  # base and augment trained once, in the nominal cell
+        _log(f"base and augment policies: trained once on arm-0 demos of the {shared!r} cell")
+        arm0_policies = train_arm0_policies(cfg, shared, out / shared)
     for variant in cfg["variants"]:
         vout = out / variant
-        policies = train_policies(cfg, variant, vout)
+        policies = dict(arm0_policies) if shared else train_arm0_policies(cfg, variant, vout)
+        policies["fewshot"] = train_fewshot(cfg, variant, policies["base"], vout)
         rows += eval_rows(cfg, variant, policies, vout, cfg["demos"]["image_size"])
     report = write_report(out, rows, cfg, time.perf_counter() - t0)
     _log(f"report: {report}")
@@ -272,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (re-running resumes it)")
     p.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                    help="cell variants (mirror_arm_sim.cell.VARIANTS); default: all")
+    p.add_argument("--train-in-each-variant", action="store_true",
+                   help="record arm-0 demos and train base/augment in each variant's cell "
+                   "(default: once, in the preset's train_cell, 'exact')")
     p.add_argument("--trials", type=int, default=None, help="trials per row (default 200)")
     p.add_argument("--num-demos", type=int, default=None, help="arm-0 demos per variant")
     p.add_argument("--k-shot", type=int, default=None, help="arm-1 demos for few-shot (default 5)")
