@@ -205,3 +205,44 @@ def test_node_hold_trajectory_chunked_and_wrong_names(tmp_path, ckpt):
     assert "configuration error: parameter joint_names: expected 7 names" in badlen, badlen
     wlog = (tmp_path / "wrong.log").read_text()
     assert "joint_states lacks joints ['left_0'" in wlog and "ERROR" in wlog, wlog[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_node_streams_its_plan_as_a_multi_point_trajectory(tmp_path, ckpt):
+    """trajectory_points:=5: each JointTrajectory carries this tick's command and the plan of the
+    next ticks (what the executor will command), point k at (k+1) ticks, with velocities, and the
+    plan obeys max_step point to point, like the commands it stands for."""
+    from trajectory_msgs.msg import JointTrajectory
+
+    max_step = 0.003
+    driver = start_driver(tmp_path)
+    node = start("act_policy_node.policy_node", {
+        "checkpoint": str(ckpt), "arm": 0, "execution": "chunked", "n_execute": 8, "autostart": True,
+        "command_type": "joint_trajectory", "trajectory_points": 5, "enabled_on_start": True,
+        "max_step": [max_step], "joint_limits_source": "none"}, name="node", log_dir=tmp_path)
+    probe = Probe("probe_stream")
+    msgs: list = []
+    probe.node.create_subscription(JointTrajectory, "commands", msgs.append, 100)
+    try:
+        assert wait_for(lambda: len(msgs) > 30, 90), "no trajectory commands"
+    finally:
+        probe.close()
+        stop(node)
+        stop(driver)
+    dt = 1.0 / 50.0
+    lengths = {len(m.points) for m in msgs[:30]}
+    assert max(lengths) == 5 and min(lengths) >= 1, lengths  # fewer near the end of a chunk
+    for m in msgs[:30]:
+        assert list(m.joint_names) == ARM0
+        times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in m.points]
+        np.testing.assert_allclose(times, dt * np.arange(1, len(times) + 1), atol=1e-6)
+        pos = np.array([p.positions for p in m.points])
+        assert np.all(np.abs(np.diff(pos, axis=0)) <= max_step + 1e-9)
+        if len(m.points) > 1:
+            assert all(len(p.velocities) == 7 for p in m.points)
+    # the streamed plan is what is then commanded: point 1 of tick t = point 0 of tick t+1 while
+    # no new chunk came in between (the chunk of 8 is run whole, so most consecutive pairs)
+    agree = sum(np.allclose(a.points[1].positions, b.points[0].positions, atol=1e-9)
+                for a, b in zip(msgs[:30], msgs[1:31]) if len(a.points) > 1)
+    assert agree >= 15, agree

@@ -71,6 +71,10 @@ class NodeParams:
                                             "per tick).")
     trajectory_time_from_start: float = _p(0.0, "joint_trajectory: the point's time_from_start in s "
                                                 "(0 = one tick).")
+    trajectory_points: int = _p(1, "joint_trajectory: points per message. 1 = this tick's command. N > 1 "
+                                   "= this tick's command and the executor's next planned actions (up to "
+                                   "N, rate-limited in a chain), point k at k ticks, with velocities, so "
+                                   "a JointTrajectoryController splines through them (docs/ros.md).")
     lockstep: bool = _p(False, "Tick once per complete observation (all inputs with the same header stamp) "
                                "instead of a timer; inference is awaited. For deterministic evaluation with "
                                "the MuJoCo bridge in lockstep mode.")
@@ -141,7 +145,7 @@ class NodeParams:
                 raise bad(name, ">= 0")
         if self.n_execute < -1:
             raise bad("n_execute", ">= -1")
-        for name in ("executor_threads", "max_inference_failures"):
+        for name in ("executor_threads", "max_inference_failures", "trajectory_points"):
             if getattr(self, name) < 1:
                 raise bad(name, ">= 1")
         for name in ("max_step", "max_tracking_error"):

@@ -555,6 +555,8 @@ class ACTPolicyNode(LifecycleNode):
 
     def _emit_step(self) -> None:
         """Take the executor's action for this tick, map, check, clamp and publish it (lock held)."""
+        n_plan = self.p.trajectory_points if self.p.command_type == "joint_trajectory" else 1
+        plan = self.act_executor.peek(n_plan)[1:] if n_plan > 1 else None  # the ticks after this one
         action = self.act_executor.next_action()
         if action is None:
             self._missed += 1
@@ -574,7 +576,10 @@ class ACTPolicyNode(LifecycleNode):
         cmd, clamped = self.limiter.apply(cmd, self._last_cmd if self._last_cmd is not None else measured)
         if clamped:
             self._warn(f"command clamped to limits / max_step ({self.limiter.n_clamped} so far)", key="clamp")
-        self._publish_command(cmd)
+        ahead = None
+        if plan is not None and len(plan):
+            ahead = self.limiter.apply_path([self.view.to_robot(a) for a in plan], cmd)
+        self._publish_command(cmd, ahead)
         self._last_cmd = self._hold_cmd = cmd
         if self._latency_from is not None:
             self.latencies_ms.append((time.monotonic() - self._latency_from) * 1e3)
@@ -597,7 +602,9 @@ class ACTPolicyNode(LifecycleNode):
             else:
                 self._emit_step()
 
-    def _publish_command(self, cmd: np.ndarray) -> None:
+    def _publish_command(self, cmd: np.ndarray, ahead: np.ndarray | None = None) -> None:
+        """Publish this tick's command; with JointTrajectory and `ahead` (n, A), the planned
+        commands of the next n ticks follow as points 2..n+1, with velocities."""
         values = [float(v) for v in cmd]
         if self.p.command_type == "float64_array":
             msg = Float64MultiArray()
@@ -608,7 +615,14 @@ class ACTPolicyNode(LifecycleNode):
             msg.header.stamp = self.get_clock().now().to_msg()
             msg.joint_names = list(self.joint_names)
             t = self.p.trajectory_time_from_start or self.dt
-            msg.points = [JointTrajectoryPoint(positions=values, time_from_start=_duration(t))]
+            if ahead is None or not len(ahead):
+                msg.points = [JointTrajectoryPoint(positions=values, time_from_start=_duration(t))]
+            else:  # point k at t + k ticks; velocities by finite differences of the plan
+                pts = np.vstack([cmd, ahead])
+                vel = np.gradient(pts, self.dt, axis=0)
+                msg.points = [JointTrajectoryPoint(positions=q.tolist(), velocities=w.tolist(),
+                                                   time_from_start=_duration(t + k * self.dt))
+                              for k, (q, w) in enumerate(zip(pts, vel))]
         self.cmd_pub.publish(msg)
 
     # ------------------------------------------------------------------------------------------

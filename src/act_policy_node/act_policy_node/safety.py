@@ -64,6 +64,18 @@ class CommandLimiter:
         self.n_clamped += int(clamped)
         return out, clamped
 
+    def apply_path(self, points, start) -> np.ndarray:
+        """(n, dim) planned commands after `start` (the command sent this tick), each limited
+        like `apply` against the one before it: a streamed plan obeys the same limits and
+        per-tick rate as the commands it stands for. Not counted in `n_clamped`."""
+        prev = np.asarray(start, dtype=np.float64).reshape(-1)
+        out = []
+        for p in np.asarray(points, dtype=np.float64).reshape(-1, self.dim):
+            q = np.clip(np.clip(p, self.lower, self.upper), prev - self.max_step, prev + self.max_step)
+            prev = np.clip(q, self.lower, self.upper)
+            out.append(prev)
+        return np.array(out).reshape(-1, self.dim)
+
 
 class StalenessMonitor:
     """Tracks when each named input last arrived; times are seconds on one clock.

@@ -182,3 +182,25 @@ def test_chunked_lookahead_prefetch():
     ex.add_chunk(100.0 + np.arange(10.0)[:, None], step=s)
     np.testing.assert_allclose(ex.next_action(), [102.0])  # entry for tick 6 of the chunk from tick 4
     assert ex.last_query_step == 4 and not ex.needs_query(lookahead=2)
+
+
+@pytest.mark.parametrize("mode", ["chunked", "ensemble"])
+def test_peek_is_what_next_action_returns(mode):
+    """peek(n) shows the next ticks' actions without advancing: the plan a multi-point
+    JointTrajectory streams must be what the executor then executes."""
+    rng = np.random.default_rng(3)
+    C, A = 8, 3
+    ex = make_executor(mode, C, A, query_period=3)
+    assert ex.peek(4).shape == (0, A)  # nothing stored yet
+    for _ in range(20):
+        if ex.needs_query():
+            ex.add_chunk(rng.normal(size=(C, A)))
+        plan = ex.peek(5)
+        step = ex.step
+        assert ex.step == step and 1 <= len(plan) <= 5
+        np.testing.assert_allclose(plan[0], ex.next_action(), rtol=0, atol=1e-6)
+    # the rest of the plan is what the following ticks return when no chunk comes in between
+    plan = ex.peek(C)
+    for j in range(len(plan)):
+        np.testing.assert_allclose(plan[j], ex.next_action(), rtol=0, atol=1e-6)
+    assert ex.next_action() is None and ex.peek(3).shape == (0, A)  # past every stored chunk

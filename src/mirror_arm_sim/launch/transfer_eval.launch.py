@@ -3,7 +3,7 @@
     ros2 launch mirror_arm_sim transfer_eval.launch.py checkpoint:=policy.pt arm:=1 \
         [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [image_size:=H,W] \
         [sim:=mujoco|gazebo] [realtime:=false] [trials:=20] [seed:=1000] [mirror:=true|false]
-        [variant:=exact]
+        [variant:=exact] [command_type:=joint_trajectory trajectory_points:=10]
 
 Executor settings and the camera frame size default to the checkpoint's deployment defaults
 (what `act_evaluate --checkpoint X` uses), so `checkpoint:=X` alone reproduces it seed for seed.
@@ -22,6 +22,9 @@ timer with the latest command and the node runs on its control timer (inference 
 The node is a lifecycle node; its sim parameter files set autostart (configure + activate).
 sim:=gazebo: includes gazebo_cell.launch.py (Gazebo + ros_gz_bridge + the adapter, named
 mirror_arm_bridge like the MuJoCo bridge) and runs the node on its timer with use_sim_time:=true.
+command_type:=joint_trajectory: the MuJoCo bridge follows each trajectory like a
+JointTrajectoryController (trajectory_interpolation), and the node streams trajectory_points
+points of its plan (1 = this tick's command; docs/ros.md, "Commands and smoothness").
 """
 
 from launch.actions import (
@@ -53,6 +56,7 @@ ARGUMENTS = [
     ("image_size", "", "camera frame size H,W; empty = the checkpoint's deployment frame size", None),
     ("max_episode_steps", "300", "episode step limit", None),
     ("command_type", "float64_array", "command message", ["float64_array", "joint_trajectory"]),
+    ("trajectory_points", "1", "joint_trajectory: points per message (the node's plan ahead)", None),
     ("realtime", "false", "mujoco: bridge on its own 50 Hz timer, node on its timer (as on a robot)",
      ["true", "false"]),
     ("result_json", "", "write per-trial results here (empty: do not)", None),
@@ -91,6 +95,7 @@ def _nodes(context, *args, **kwargs):
             output="screen", parameters=[bridge_yaml,
                         {"arm": arm, "image_size": size, "cameras": list(deployment.camera_names),
                          "lockstep": lockstep, "command_type": command_type,
+                         "trajectory_interpolation": command_type == "joint_trajectory",
                          "max_episode_steps": int(arg("max_episode_steps")), "variant": arg("variant")}]))
     else:  # Gazebo + ros_gz_bridge + the adapter, rendering the same frame size
         gazebo = PathJoinSubstitution([FindPackageShare("mirror_arm_sim"), "launch", "gazebo_cell.launch.py"])
@@ -104,13 +109,14 @@ def _nodes(context, *args, **kwargs):
         output="screen", parameters=[node_yaml,
                     {"checkpoint": checkpoint, "arm": arm, "execution": mode, "lockstep": lockstep,
                      "query_period": int(arg("query_period")), "n_execute": int(arg("n_execute")),
-                     "command_type": command_type, "use_sim_time": not mujoco,
+                     "command_type": command_type, "trajectory_points": int(arg("trajectory_points")),
+                     "use_sim_time": not mujoco,
                      "mirror": arg("mirror") == "true"}]))
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
     if arg("result_json"):
         eval_args += ["--json", arg("result_json")]
     if arg("record_commands"):
-        eval_args += ["--record", arg("record_commands")]
+        eval_args += ["--record", arg("record_commands"), "--command-type", command_type]
     evaluator = Node(package="act_training", executable="mirror_arm_ros_eval", name="mirror_arm_ros_eval",
                      output="screen", arguments=eval_args)
     actions += [evaluator, RegisterEventHandler(OnProcessExit(

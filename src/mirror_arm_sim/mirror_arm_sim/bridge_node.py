@@ -8,7 +8,8 @@ Publishes (relative names, remappable):
 Subscribes:
   commands                 std_msgs/Float64MultiArray (7 targets of the active arm, ARM_JOINTS
                            order) or trajectory_msgs/JointTrajectory (joint names arm<k>_<joint>,
-                           first point's positions), per the `command_type` parameter
+                           first point's positions, or every point with
+                           `trajectory_interpolation`), per the `command_type` parameter
 Services:
   ~/reset                  std_srvs/Trigger: start an episode with the `seed` and `arm` parameters
                            (set them first, e.g. with the parameter services)
@@ -58,6 +59,11 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                        "false: real time at control_rate."),
     "control_rate": (0.0, "Real-time mode step rate in Hz (0 = the cell's control_hz)."),
     "command_type": ("float64_array", "Command message: 'float64_array' or 'joint_trajectory'."),
+    "trajectory_interpolation": (False, "joint_trajectory: follow every point like a "
+                                        "JointTrajectoryController, sampled at each physics step (linear "
+                                        "between position-only points, cubic with velocities; "
+                                        "mirror_arm_sim.trajectory). false: the first point's positions "
+                                        "for the whole step."),
     "republish_period": (0.5, "Lockstep: re-publish the current observation after this many "
                               "seconds without a command (<= 0: never)."),
     "publish_clock": (True, "Publish sim time on /clock."),
@@ -94,6 +100,9 @@ class MirrorArmBridge(Node):
         self.active = False         # an episode is running
         self.awaiting = False       # lockstep: observation published, waiting for its command
         self.pending_cmd: np.ndarray | None = None
+        self.interpolate = bool(g("trajectory_interpolation")) and self.command_type == "joint_trajectory"
+        self.player = None          # interpolate: the controller's reference (TrajectoryPlayer)
+        self.pending_traj = None    # real time, interpolate: (times, positions, velocities) to follow
         self.last_pub_ns = 0
         self.applied: list[np.ndarray] = []
 
@@ -130,6 +139,11 @@ class MirrorArmBridge(Node):
         self.seed, self.arm = seed, arm
         self.steps = 0
         self.pending_cmd = None
+        self.pending_traj = None
+        if self.interpolate:
+            from mirror_arm_sim.trajectory import TrajectoryPlayer
+
+            self.player = TrajectoryPlayer(7, self.env.arm_ctrl())
         self.applied = []
         self.active = True
         self.sim_steps += 1  # a fresh stamp: never equal to the last episode's final one
@@ -172,9 +186,13 @@ class MirrorArmBridge(Node):
         self.js_pub.publish(js)
         self.awaiting = self.lockstep and self.active
 
-    def _apply(self, cmd: np.ndarray) -> None:
-        """One env step with `cmd` (active arm, ARM_JOINTS order); ends the episode if due."""
-        self.obs, _, terminated, truncated, info = self.env.step(cmd.astype(np.float32))
+    def _apply(self, cmd: np.ndarray, targets: np.ndarray | None = None) -> None:
+        """One env step with `cmd` (active arm, ARM_JOINTS order), or with one target per physics
+        step (`targets`, interpolating); ends the episode if due."""
+        if targets is None:
+            self.obs, _, terminated, truncated, info = self.env.step(cmd.astype(np.float32))
+        else:
+            self.obs, _, terminated, truncated, info = self.env.step_targets(targets)
         self.applied.append(cmd.copy())
         self.steps += 1
         self.sim_steps += 1
@@ -223,10 +241,40 @@ class MirrorArmBridge(Node):
             self.get_logger().warning(f"trajectory joints {list(msg.joint_names)} do not name the "
                                       f"active arm's {want}", throttle_duration_sec=2.0)
             return
-        pos = list(msg.points[0].positions)
-        if len(pos) != len(msg.joint_names):
+        order = [lookup[n] for n in want]
+        if any(len(pt.positions) != len(msg.joint_names) for pt in msg.points):
+            self.get_logger().warning("trajectory point with a positions length other than joint_names'",
+                                      throttle_duration_sec=2.0)
             return
-        self._accept([pos[lookup[n]] for n in want])
+        if not self.interpolate:
+            self._accept([msg.points[0].positions[i] for i in order])
+            return
+        times = [pt.time_from_start.sec + 1e-9 * pt.time_from_start.nanosec for pt in msg.points]
+        pos = np.array([[pt.positions[i] for i in order] for pt in msg.points], dtype=np.float64)
+        vel = None
+        if all(len(pt.velocities) == len(msg.joint_names) for pt in msg.points):
+            vel = np.array([[pt.velocities[i] for i in order] for pt in msg.points], dtype=np.float64)
+        if (not np.all(np.isfinite(pos)) or (vel is not None and not np.all(np.isfinite(vel)))
+                or times[0] <= 0 or np.any(np.diff(times) <= 0)):
+            self.get_logger().warning("trajectory rejected (need finite values, time_from_start > 0 "
+                                      "strictly increasing)", throttle_duration_sec=2.0)
+            return
+        if not self.active:
+            return
+        if self.lockstep:
+            if self.awaiting:
+                self.awaiting = False
+                self._follow((times, pos, vel))
+        else:
+            self.pending_traj = (times, pos, vel)
+
+    def _follow(self, traj) -> None:
+        """Interpolate: take up `traj` (if any) at this step's start and step along the reference."""
+        t = self.steps / self.env.control_hz
+        if traj is not None:
+            self.player.set_trajectory(t, *traj)
+        targets = self.player.targets(t, float(self.env.model.opt.timestep), self.env.substeps)
+        self._apply(targets[-1], targets)
 
     # --- timers -----------------------------------------------------------------------------
     def _on_republish(self) -> None:
@@ -235,6 +283,10 @@ class MirrorArmBridge(Node):
 
     def _on_realtime_tick(self) -> None:
         if not self.active:
+            return
+        if self.interpolate:  # keeps following the last trajectory when no new one came
+            traj, self.pending_traj = self.pending_traj, None
+            self._follow(traj)
             return
         cmd = self.pending_cmd if self.pending_cmd is not None else self.env.arm_ctrl()
         self._apply(np.asarray(cmd, dtype=np.float64))

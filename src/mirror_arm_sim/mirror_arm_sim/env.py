@@ -207,17 +207,39 @@ class MirrorArmEnv(gym.Env):
     def step(self, action):
         """Hold (7,) joint-position targets (clipped to the limits) for one control period; returns
         (obs, reward, terminated, truncated, info)."""
-        if self._needs_reset:
-            raise RuntimeError("call reset() before step()")
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (7,):
             raise ValueError(f"action must have shape (7,) (joint-position targets), got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"action contains NaN/inf: {a}")
+        return self._advance(a[None], record=False)
+
+    def step_targets(self, targets):
+        """Like `step`, but with one (7,) target per physics step: `targets` (substeps, 7), e.g. a
+        trajectory controller's samples (`mirror_arm_sim.trajectory`). The active arm's joint
+        positions after each physics step are left in `substep_qpos` (substeps, 7)."""
+        t = np.asarray(targets, dtype=np.float64)
+        if t.shape != (self.substeps, 7):
+            raise ValueError(f"targets must have shape ({self.substeps}, 7), got {t.shape}")
+        return self._advance(t, record=True)
+
+    def _advance(self, targets: np.ndarray, record: bool):
+        """One control step: targets (1, 7) held for every physics step, or (substeps, 7)."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step()")
+        if not np.all(np.isfinite(targets)):
+            raise ValueError(f"action contains NaN/inf: {targets}")
         k = self.active_arm
-        a = np.clip(a, *self._lims[k])
-        self.data.ctrl[self._act[k]] = np.concatenate([a[:6], [a[6], a[6]]])
-        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        a = np.clip(targets, *self._lims[k])
+        full = np.concatenate([a[:, :6], a[:, 6:7], a[:, 6:7]], axis=1)
+        if not record:  # step(): one target held for the whole control period
+            self.data.ctrl[self._act[k]] = full[0]
+            mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        else:
+            qs = []
+            for row in full:
+                self.data.ctrl[self._act[k]] = row
+                mujoco.mj_step(self.model, self.data)
+                qs.append(self.arm_qpos(k))
+            self.substep_qpos = np.stack(qs)
         self._steps += 1
         success = self.is_success()
         self._success_count = self._success_count + 1 if success else 0

@@ -33,6 +33,10 @@ class EvalResult:
     wall_time_s: float = 0.0
     executor: dict = field(default_factory=dict)  # {"mode", "n_execute", "k", "query_period"}
     timeouts: list[int] = field(default_factory=list)  # ROS loop: seeds whose episode never ended
+    command: str = "position"  # how actions reached the arm (EvalConfig.command)
+    # per trial: RMS jerk (rad/s^3) of the six arm joints, measured at the physics rate; empty
+    # unless EvalConfig.measure_jerk
+    jerk_rms: list[float] = field(default_factory=list)
 
     @property
     def n_trials(self) -> int:
@@ -71,7 +75,7 @@ class EvalResult:
     def from_dict(cls, d: dict) -> EvalResult:
         """The inverse of to_dict (derived keys are ignored)."""
         keys = {"arm", "mode", "mirror", "seeds", "successes", "lengths", "videos", "final_qpos",
-                "wall_time_s", "executor", "timeouts"}
+                "wall_time_s", "executor", "timeouts", "command", "jerk_rms"}
         return cls(**{k: v for k, v in d.items() if k in keys})
 
     def write_json(self, path: str | Path) -> Path:

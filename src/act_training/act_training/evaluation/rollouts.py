@@ -37,7 +37,9 @@ from act_training.evaluation.results import EvalResult
 from act_training.evaluation.videos import compose_frame, render_video_frame, write_video
 from act_training.runtime.executors import EXECUTOR_MODES, make_executor
 
-__all__ = ["EvalConfig", "EvalResult", "evaluate", "make_eval_env", "wilson_interval", "main"]
+__all__ = ["COMMANDS", "EvalConfig", "EvalResult", "evaluate", "make_eval_env", "wilson_interval", "main"]
+
+COMMANDS = ("position", "trajectory", "stream")
 
 
 @dataclass
@@ -58,6 +60,15 @@ class EvalConfig:
         stop_on_success: end a trial at its first successful step (default: when the env ends).
         image_size: camera frame (H, W) in px; None = the checkpoint's `deployment.frame_size`.
         env_kwargs: further `MirrorArmEnv` keyword arguments.
+        command: how each action reaches the arm, as the ROS controllers would apply it
+            (`mirror_arm_sim.trajectory`): "position" = a forward position controller, the
+            target jumps every tick (default); "trajectory" = a one-point JointTrajectory per
+            tick, the controller ramps linearly to it over the tick; "stream" = the executor's
+            next `stream_points` actions as a JointTrajectory with velocities, the controller
+            follows a cubic spline through them.
+        stream_points: points of a "stream" trajectory.
+        measure_jerk: record the arm's joint positions at every physics step and report each
+            trial's RMS jerk (`EvalResult.jerk_rms`).
         video_dir: save the first `n_videos` trials as mp4 here (None: no videos).
         n_videos: number of trials recorded.
         video_size: (H, W) of the scene render in the videos.
@@ -78,6 +89,9 @@ class EvalConfig:
     stop_on_success: bool = False
     image_size: tuple[int, int] | None = None
     env_kwargs: dict = field(default_factory=dict)
+    command: str = "position"
+    stream_points: int = 10
+    measure_jerk: bool = False
     video_dir: str | Path | None = None
     n_videos: int = 2
     video_size: tuple[int, int] = (360, 480)
@@ -95,6 +109,10 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.n_execute: expected None or >= 0, got {self.n_execute}")
         if self.query_period is not None and int(self.query_period) < 1:
             raise ValueError(f"EvalConfig.query_period: expected >= 1, got {self.query_period}")
+        if self.command not in COMMANDS:
+            raise ValueError(f"EvalConfig.command: expected one of {COMMANDS}, got {self.command!r}")
+        if int(self.stream_points) < 1:
+            raise ValueError(f"EvalConfig.stream_points: expected >= 1, got {self.stream_points}")
 
     def executor(self, deployment) -> tuple[str, dict]:
         """(mode, make_executor kwargs): this config's fields over the checkpoint's defaults."""
@@ -131,6 +149,8 @@ class _Slot:
     t: int = 0
     frames: list | None = None
     done: bool = True
+    player: object = None   # the controller's reference (command != "position" or measure_jerk)
+    qs: list | None = None  # joint positions per physics step (measure_jerk)
 
 
 class _Rollouts:
@@ -154,6 +174,9 @@ class _Rollouts:
         self.n_videos = cfg.n_videos if self.video_dir is not None else 0
         self.next_trial = 0
         self.caption = f"arm {cfg.arm} {mode}{' mirrored' if result.mirror else ''}"
+        # physics-step control only when asked: `env.step` is the bit-exact default path
+        self.per_substep = cfg.command != "position" or cfg.measure_jerk
+        self.dt, self.h, self.n_sub = 1.0 / self.fps, float(env.model.opt.timestep), int(env.substeps)
 
     def start(self, slot: _Slot) -> None:
         """Reset `slot` for the next trial, or mark it done when none is left."""
@@ -167,12 +190,19 @@ class _Rollouts:
         slot.executor.reset()
         slot.t, slot.done = 0, False
         slot.frames = [] if slot.trial < self.n_videos else None
+        if self.per_substep:
+            from mirror_arm_sim.trajectory import TrajectoryPlayer
+
+            slot.player = TrajectoryPlayer(7, slot.env.unwrapped.arm_ctrl())
+            slot.qs = [] if self.cfg.measure_jerk else None
 
     def finish(self, slot: _Slot, success: bool) -> None:
         """Record the trial's outcome (and video), then start the next trial in this slot."""
         r = self.result
         r.successes[slot.trial] = bool(success)
         r.lengths[slot.trial] = slot.t
+        if slot.qs is not None:
+            r.jerk_rms[slot.trial] = rms_jerk(np.concatenate(slot.qs)[:, :6], self.h)
         r.final_qpos[slot.trial] = [float(v) for v in self.pipeline.to_policy(slot.obs["images"],
                                                                                  slot.obs["qpos"])[1]]
         if slot.frames:
@@ -199,6 +229,7 @@ class _Rollouts:
 
     def step(self, slot: _Slot) -> bool | None:
         """Execute one action in `slot`; the trial's success if it ended, else None."""
+        plan = slot.executor.peek(self.cfg.stream_points) if self.cfg.command == "stream" else None
         action = slot.executor.next_action()
         if action is None:  # cannot happen synchronously; hold position to be safe
             action = self.view(slot)[1]
@@ -209,8 +240,13 @@ class _Rollouts:
         # a video frame): rendering every step was most of an evaluation's cost, and rendering
         # does not touch the physics, so results are identical seed by seed.
         slot.env.unwrapped.render_obs = slot.frames is not None or slot.executor.needs_query()
-        slot.obs, _, terminated, truncated, info = slot.env.step(
-            np.asarray(self.pipeline.to_robot(action), dtype=np.float32))
+        cmd = np.asarray(self.pipeline.to_robot(action), dtype=np.float32)
+        if self.per_substep:
+            slot.obs, _, terminated, truncated, info = slot.env.step_targets(self._targets(slot, cmd, plan))
+            if slot.qs is not None:
+                slot.qs.append(slot.env.unwrapped.substep_qpos.copy())
+        else:
+            slot.obs, _, terminated, truncated, info = slot.env.step(cmd)
         slot.t += 1
         success = bool(info.get("success", False))
         if terminated or truncated or slot.t >= self.limit or (self.cfg.stop_on_success and success):
@@ -221,6 +257,20 @@ class _Rollouts:
                 self._video_frame(slot, images, text, success, hold=int(self.fps))
             return success
         return None
+
+    def _targets(self, slot: _Slot, cmd: np.ndarray, plan: np.ndarray | None) -> np.ndarray:
+        """(substeps, 7) position targets of this tick, as the controller of `cfg.command` makes
+        them from the tick's command (and, streaming, the plan ahead)."""
+        t, p = slot.t * self.dt, slot.player
+        if self.cfg.command == "position":
+            p.hold(t, cmd)
+        elif self.cfg.command == "trajectory" or plan is None or len(plan) < 2:
+            p.set_trajectory(t, [self.dt], cmd[None])
+        else:
+            pts = np.stack([np.asarray(self.pipeline.to_robot(a), dtype=np.float64) for a in plan])
+            p.set_trajectory(t, self.dt * np.arange(1, len(pts) + 1), pts,
+                             velocities=np.gradient(pts, self.dt, axis=0))
+        return p.targets(t, self.h, self.n_sub)
 
     def _video_frame(self, slot: _Slot, images: dict, text: str, ok: bool | None = None, hold: int = 1):
         scene = render_video_frame(slot.env, slot.obs, self.cfg.video_size, self.cams[0])
@@ -251,9 +301,11 @@ def evaluate(runtime, config: EvalConfig | None = None, mirror_map=None, **field
         mirror_map = load_mirror_map()
     pipeline = runtime.pipeline.with_mirror(mirror_map if mirrored else None)
     mode, ex_kwargs = cfg.executor(runtime.deployment)
-    result = EvalResult(arm=cfg.arm, mode=mode, mirror=mirrored, executor={"mode": mode, **ex_kwargs})
+    result = EvalResult(arm=cfg.arm, mode=mode, mirror=mirrored, executor={"mode": mode, **ex_kwargs},
+                        command=cfg.command)
     n = int(cfg.n_trials)
     result.seeds = [cfg.seed + i for i in range(n)]
+    result.jerk_rms = [0.0] * n if cfg.measure_jerk else []
     result.successes, result.lengths, result.final_qpos = [False] * n, [0] * n, [[] for _ in range(n)]
     loop = _Rollouts(runtime, cfg, pipeline, mode, ex_kwargs, result)
     t0 = time.perf_counter()
@@ -276,6 +328,15 @@ def evaluate(runtime, config: EvalConfig | None = None, mirror_map=None, **field
         loop.close()
     result.wall_time_s = time.perf_counter() - t0
     return result
+
+
+def rms_jerk(q: np.ndarray, h: float) -> float:
+    """RMS over time and joints of the third finite difference of q (T, J) sampled every h s:
+    rad/s^3 for joint positions in rad."""
+    if len(q) < 4:
+        return 0.0
+    j = np.diff(np.asarray(q, dtype=np.float64), n=3, axis=0) / h**3
+    return float(np.sqrt(np.mean(j**2)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,6 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the per-trial result here (EvalResult.to_dict)")
     p.add_argument("--variant", default="exact",
                    help="cell variant (mirror_arm_sim.cell.VARIANTS): arm 1 an imperfect mirror")
+    p.add_argument("--command", choices=COMMANDS, default="position",
+                   help="how actions reach the arm: position (forward position controller), trajectory "
+                        "(one-point JointTrajectory per tick, linear ramp), stream (the plan ahead as a "
+                        "JointTrajectory with velocities, cubic spline); docs/ros.md")
+    p.add_argument("--stream-points", type=int, default=10, help="stream: points per trajectory")
+    p.add_argument("--measure-jerk", action="store_true",
+                   help="report the RMS jerk of the arm joints at the physics rate")
     return p
 
 
@@ -332,12 +400,14 @@ def main(argv: list[str] | None = None) -> int:
             arm=args.arm, n_trials=args.trials, mode=args.mode, mirror=not args.no_mirror, seed=args.seed,
             n_execute=args.n_execute, k=args.k, query_period=args.query_period, n_envs=args.n_envs,
             max_steps=args.max_steps, image_size=tuple(args.image_size) if args.image_size else None,
-            video_dir=args.video_dir, n_videos=args.n_videos, env_kwargs={"variant": args.variant})
+            video_dir=args.video_dir, n_videos=args.n_videos, env_kwargs={"variant": args.variant},
+            command=args.command, stream_points=args.stream_points, measure_jerk=args.measure_jerk)
     except (CheckpointError, ValueError) as e:
         print(f"act_evaluate: error: {e}", file=sys.stderr)
         return 2
     res = evaluate(runtime, cfg)
-    print(res.summary())
+    print(res.summary() + (f", command {res.command}" if res.command != "position" else "")
+          + (f", RMS jerk {np.mean(res.jerk_rms):.0f} rad/s^3 (mean of trials)" if res.jerk_rms else ""))
     if args.json:
         res.write_json(args.json)
     return 0

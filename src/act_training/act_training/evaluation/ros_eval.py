@@ -31,6 +31,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from act_msgs.msg import EpisodeResult
 from act_training.evaluation.results import EvalResult
@@ -43,12 +44,16 @@ EXECUTOR_PARAMETERS = {"execution": "mode", "n_execute": "n_execute", "ensemble_
 class RosEvaluator(Node):
     """Drives seeded episodes through the bridge's and the policy node's services."""
 
-    def __init__(self, bridge: str, policy: str, record: bool) -> None:
+    def __init__(self, bridge: str, policy: str, record: bool, command_type: str = "float64_array") -> None:
         super().__init__("mirror_arm_ros_eval")
         self.results: list[EpisodeResult] = []
         self.commands: list[list[float]] = []
         self.create_subscription(EpisodeResult, "episode_result", self.results.append, QoSProfile(depth=100))
-        if record:
+        if record and command_type == "joint_trajectory":  # the first point: this tick's command
+            self.create_subscription(JointTrajectory, "commands",
+                                     lambda m: self.commands.append(list(m.points[0].positions)),
+                                     QoSProfile(depth=1000))
+        elif record:
             self.create_subscription(Float64MultiArray, "commands",
                                      lambda m: self.commands.append(list(m.data)), QoSProfile(depth=1000))
         self.bridge_reset = self.create_client(Trigger, f"{bridge}/reset")
@@ -166,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the nodes' services")
     p.add_argument("--json", default=None, help="write per-trial results here")
     p.add_argument("--record", default=None, help="write the received commands per episode here (.npz)")
+    p.add_argument("--command-type", choices=("float64_array", "joint_trajectory"), default="float64_array",
+                   help="--record: the commands topic's type (joint_trajectory: each first point)")
     p.add_argument("--no-enable", action="store_true", help="do not call the policy's ~/enable")
     return p
 
@@ -177,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(remove_ros_args(sys.argv if argv is None else ["x", *argv])[1:])
     rclpy.init(args=sys.argv if argv is None else None)
-    node = RosEvaluator(args.bridge, args.policy, record=bool(args.record))
+    node = RosEvaluator(args.bridge, args.policy, record=bool(args.record), command_type=args.command_type)
     result = EvalResult(arm=args.arm, mode="unknown", mirror=False)
     t0 = time.perf_counter()
     code = 0

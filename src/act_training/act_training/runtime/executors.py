@@ -97,6 +97,12 @@ class Executor(ABC):
     def next_action(self) -> np.ndarray | None:
         """The action for the current tick (None if nothing covers it); advance one tick."""
 
+    @abstractmethod
+    def peek(self, n: int) -> np.ndarray:
+        """(m, action_dim) float32, m <= n: the actions `next_action()` would return for the next
+        m ticks if no chunk were added, stopping at the first tick nothing covers. Does not
+        advance. The node streams them as a multi-point JointTrajectory (the plan ahead)."""
+
     def __repr__(self) -> str:
         name = type(self).__name__
         return f"{name}(chunk_size={self.chunk_size}, action_dim={self.action_dim}, step={self.step})"
@@ -152,6 +158,13 @@ class ChunkedExecutor(Executor):
                 action = self._chunk[j].astype(np.float32)
         self.step += 1
         return action
+
+    def peek(self, n: int) -> np.ndarray:
+        """The current chunk's next min(n, remaining) actions (see `Executor.peek`)."""
+        if not self._has_chunk:
+            return np.zeros((0, self.action_dim), dtype=np.float32)
+        j = self.step - self.last_query_step
+        return self._chunk[j:min(j + max(0, int(n)), self.chunk_size)].astype(np.float32)
 
 
 class TemporalEnsembleExecutor(Executor):
@@ -218,6 +231,15 @@ class TemporalEnsembleExecutor(Executor):
         self._count[r] = 0
         self.step += 1
         return action
+
+    def peek(self, n: int) -> np.ndarray:
+        """The ensembled actions of the next ticks the stored predictions cover, up to n (see
+        `Executor.peek`): for each, the same weighted average `next_action()` will return."""
+        rows = (self.step + np.arange(min(max(0, int(n)), self.chunk_size))) % self.chunk_size
+        covered = self._count[rows] > 0
+        m = int(np.argmin(covered)) if not covered.all() else len(rows)
+        rows = rows[:m]
+        return (self._sum[rows] / self._wsum[rows, None]).astype(np.float32)
 
 
 def make_executor(
