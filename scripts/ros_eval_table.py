@@ -1,0 +1,87 @@
+"""Lockstep vs real-time success over ROS 2: one `ros2 launch mirror_arm_sim transfer_eval.launch.py`
+per row (arm x executor x realtime), then a Markdown table with Wilson intervals.
+
+    source scripts/activate.sh
+    python scripts/ros_eval_table.py --checkpoint runs/transfer-cpu/train/policy.pt --trials 50 \
+        --out runs/ros_eval          # -> runs/ros_eval/table.md; re-running skips finished rows
+
+Ensemble rows query every 10 ticks (as the cpu preset evaluates them), chunked rows run the whole
+chunk (the checkpoint's n_execute) with the node's prefetch in real time. Real time means the
+bridge steps on its own 50 Hz timer and the node on its control timer, as on a robot: run it on
+a quiet machine, a loaded CPU makes inference miss ticks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mirror_arm_sim.stats import wilson_interval
+
+
+def run_row(args, arm: int, mode: str, realtime: bool, out: Path) -> dict:
+    """One launch (skipped when its JSON exists) -> the EvalResult dict."""
+    path = out / f"arm{arm}_{mode}_{'realtime' if realtime else 'lockstep'}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    cmd = ["ros2", "launch", "mirror_arm_sim", "transfer_eval.launch.py", f"checkpoint:={args.checkpoint}",
+           f"arm:={arm}", f"mode:={mode}", f"query_period:={10 if mode == 'ensemble' else 0}",
+           f"realtime:={'true' if realtime else 'false'}", f"trials:={args.trials}", f"seed:={args.seed}",
+           f"result_json:={path}"]
+    print(f"[ros_eval_table] {' '.join(cmd)}", flush=True)
+    t0 = time.monotonic()
+    with open(path.with_suffix(".log"), "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0 or not path.is_file():
+        raise SystemExit(f"ros_eval_table: row arm {arm} {mode} realtime={realtime} failed (exit {rc}); "
+                         f"see {path.with_suffix('.log')}")
+    d = json.loads(path.read_text())
+    took = time.monotonic() - t0
+    print(f"[ros_eval_table] -> {d['n_success']}/{d['n_trials']} in {took:.0f} s", flush=True)
+    return d
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every row and write <out>/table.md."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--trials", type=int, default=50)
+    p.add_argument("--seed", type=int, default=100_000)
+    p.add_argument("--arms", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--modes", nargs="+", default=["chunked", "ensemble"])
+    p.add_argument("--out", default="runs/ros_eval")
+    args = p.parse_args(argv)
+    if not Path(args.checkpoint).is_file():
+        print(f"ros_eval_table: error: checkpoint {args.checkpoint} not found", file=sys.stderr)
+        return 2
+    args.checkpoint = str(Path(args.checkpoint).resolve())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["| arm | executor | lockstep | real time | difference (points) |", "|---|---|---|---|---|"]
+    for arm in args.arms:
+        for mode in args.modes:
+            cells = []
+            rates = []
+            for realtime in (False, True):
+                d = run_row(args, arm, mode, realtime, out)
+                lo, hi = wilson_interval(d["n_success"], d["n_trials"])
+                rates.append(d["n_success"] / d["n_trials"])
+                cells.append(f"{d['n_success']}/{d['n_trials']} = {rates[-1]:.0%} ({lo:.0%}–{hi:.0%})")
+            label = f"{arm}{' (mirrored)' if arm == 1 else ''}"
+            diff = 100 * (rates[1] - rates[0])
+            lines.append(f"| {label} | {mode} | {cells[0]} | {cells[1]} | {diff:+.0f} |")
+    table = "\n".join(lines) + "\n"
+    tmp = out / "table.md.tmp"
+    head = f"Checkpoint {args.checkpoint}; seeds {args.seed}+i; {args.trials} trials a row."
+    tmp.write_text(f"{head}\n\n{table}")
+    tmp.replace(out / "table.md")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
