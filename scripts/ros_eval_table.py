@@ -14,6 +14,7 @@ a quiet machine, a loaded CPU makes inference miss ticks.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import subprocess
 import sys
@@ -45,6 +46,13 @@ def run_row(args, arm: int, mode: str, realtime: bool, out: Path) -> dict:
     return d
 
 
+def node_summary(out: Path, arm: int, mode: str, realtime: bool) -> dict:
+    """The policy node's exit summary (ticks, missed ticks, latency percentiles) from the row's log."""
+    log = out / f"arm{arm}_{mode}_{'realtime' if realtime else 'lockstep'}.log"
+    lines = [ln for ln in log.read_text().splitlines() if "] summary: {" in ln] if log.is_file() else []
+    return ast.literal_eval(lines[-1].split("summary: ", 1)[1]) if lines else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every row and write <out>/table.md."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args.checkpoint = str(Path(args.checkpoint).resolve())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["| arm | executor | lockstep | real time | difference (points) |", "|---|---|---|---|---|"]
+    lines = ["| arm | executor | lockstep | real time | difference (points) | real time: missed ticks, "
+             "obs->command latency p50 / p99 |", "|---|---|---|---|---|---|"]
     for arm in args.arms:
         for mode in args.modes:
             cells = []
@@ -73,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{d['n_success']}/{d['n_trials']} = {rates[-1]:.0%} ({lo:.0%}–{hi:.0%})")
             label = f"{arm}{' (mirrored)' if arm == 1 else ''}"
             diff = 100 * (rates[1] - rates[0])
-            lines.append(f"| {label} | {mode} | {cells[0]} | {cells[1]} | {diff:+.0f} |")
+            sm = node_summary(out, arm, mode, True)
+            timing = (f"{sm['missed_ticks']}/{sm['ticks']}, {sm['latency_p50_ms']:.0f} / "
+                      f"{sm['latency_p99_ms']:.0f} ms" if sm else "(no node summary)")
+            lines.append(f"| {label} | {mode} | {cells[0]} | {cells[1]} | {diff:+.0f} | {timing} |")
     table = "\n".join(lines) + "\n"
     tmp = out / "table.md.tmp"
     head = f"Checkpoint {args.checkpoint}; seeds {args.seed}+i; {args.trials} trials a row."
