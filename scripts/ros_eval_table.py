@@ -26,13 +26,15 @@ from mirror_arm_sim.stats import wilson_interval
 
 def run_row(args, arm: int, mode: str, realtime: bool, out: Path) -> dict:
     """One launch (skipped when its JSON exists) -> the EvalResult dict."""
-    path = out / f"arm{arm}_{mode}_{'realtime' if realtime else 'lockstep'}.json"
+    path = out / f"arm{arm}_{mode}_{'realtime' if realtime else 'lockstep'}{args.suffix}.json"
     if path.is_file():
         return json.loads(path.read_text())
     cmd = ["ros2", "launch", "mirror_arm_sim", "transfer_eval.launch.py", f"checkpoint:={args.checkpoint}",
            f"arm:={arm}", f"mode:={mode}", f"query_period:={10 if mode == 'ensemble' else 0}",
            f"realtime:={'true' if realtime else 'false'}", f"trials:={args.trials}", f"seed:={args.seed}",
            f"result_json:={path}"]
+    if args.trajectory_points:
+        cmd += ["command_type:=joint_trajectory", f"trajectory_points:={args.trajectory_points}"]
     print(f"[ros_eval_table] {' '.join(cmd)}", flush=True)
     t0 = time.monotonic()
     with open(path.with_suffix(".log"), "w") as log:
@@ -46,9 +48,9 @@ def run_row(args, arm: int, mode: str, realtime: bool, out: Path) -> dict:
     return d
 
 
-def node_summary(out: Path, arm: int, mode: str, realtime: bool) -> dict:
+def node_summary(out: Path, arm: int, mode: str, realtime: bool, suffix: str) -> dict:
     """The policy node's exit summary (ticks, missed ticks, latency percentiles) from the row's log."""
-    log = out / f"arm{arm}_{mode}_{'realtime' if realtime else 'lockstep'}.log"
+    log = out / f"arm{arm}_{mode}_{'realtime' if realtime else 'lockstep'}{suffix}.log"
     lines = [ln for ln in log.read_text().splitlines() if "] summary: {" in ln] if log.is_file() else []
     return ast.literal_eval(lines[-1].split("summary: ", 1)[1]) if lines else {}
 
@@ -62,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", type=int, nargs="+", default=[0, 1])
     p.add_argument("--modes", nargs="+", default=["chunked", "ensemble"])
     p.add_argument("--out", default="runs/ros_eval")
+    p.add_argument("--trajectory-points", type=int, default=0,
+                   help="N > 0: JointTrajectory commands streaming N points of the plan, the bridge "
+                        "following them as a trajectory controller (docs/ros.md); 0: Float64MultiArray")
     args = p.parse_args(argv)
+    args.suffix = f"_stream{args.trajectory_points}" if args.trajectory_points else ""
     if not Path(args.checkpoint).is_file():
         print(f"ros_eval_table: error: checkpoint {args.checkpoint} not found", file=sys.stderr)
         return 2
@@ -82,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{d['n_success']}/{d['n_trials']} = {rates[-1]:.0%} ({lo:.0%}–{hi:.0%})")
             label = f"{arm}{' (mirrored)' if arm == 1 else ''}"
             diff = 100 * (rates[1] - rates[0])
-            sm = node_summary(out, arm, mode, True)
+            sm = node_summary(out, arm, mode, True, args.suffix)
             timing = (f"{sm['missed_ticks']}/{sm['ticks']}, {sm['latency_p50_ms']:.0f} / "
                       f"{sm['latency_p99_ms']:.0f} ms" if sm else "(no node summary)")
             lines.append(f"| {label} | {mode} | {cells[0]} | {cells[1]} | {diff:+.0f} | {timing} |")
     table = "\n".join(lines) + "\n"
     tmp = out / "table.md.tmp"
-    head = f"Checkpoint {args.checkpoint}; seeds {args.seed}+i; {args.trials} trials a row."
+    how = (f"JointTrajectory of {args.trajectory_points} points, followed by the bridge"
+           if args.trajectory_points else "Float64MultiArray per tick")
+    head = f"Checkpoint {args.checkpoint}; seeds {args.seed}+i; {args.trials} trials a row; commands: {how}."
     tmp.write_text(f"{head}\n\n{table}")
     tmp.replace(out / "table.md")
     print(table)

@@ -233,9 +233,9 @@ class MirrorArmBridge(Node):
         self._accept(msg.data)
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        if not msg.points:
+        if not msg.points or not self.active:  # between episodes commands are ignored anyway
             return
-        want = ros_joint_names(self.arm if self.active else 0)
+        want = ros_joint_names(self.arm)
         lookup = {n: i for i, n in enumerate(msg.joint_names)}
         if any(n not in lookup for n in want):
             self.get_logger().warning(f"trajectory joints {list(msg.joint_names)} do not name the "
@@ -258,8 +258,6 @@ class MirrorArmBridge(Node):
                 or times[0] <= 0 or np.any(np.diff(times) <= 0)):
             self.get_logger().warning("trajectory rejected (need finite values, time_from_start > 0 "
                                       "strictly increasing)", throttle_duration_sec=2.0)
-            return
-        if not self.active:
             return
         if self.lockstep:
             if self.awaiting:
