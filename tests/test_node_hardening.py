@@ -10,7 +10,7 @@ import pytest
 import yaml
 from act_policy_node.engine import InferenceRequest, InferenceWorker
 from act_policy_node.params import NodeConfigError, NodeParams
-from act_policy_node.safety import InferenceWatchdog, StalenessMonitor, tracking_violation
+from act_policy_node.safety import CommandLimiter, InferenceWatchdog, StalenessMonitor, tracking_violation
 from act_training.runtime.sensors import decode_image
 from node_testlib import ROOT
 
@@ -103,3 +103,13 @@ def test_worker_reports_a_failing_result_callback():
     finally:
         worker.stop()
     assert "boom in the node's callback" in errors[0] and "Traceback" in errors[0]
+
+
+def test_a_streamed_plan_obeys_limits_and_max_step_point_to_point():
+    """trajectory_points > 1: the planned points after this tick's command are limited like the
+    commands they stand for, each against the one before it, and do not count as clamps."""
+    lim = CommandLimiter(2, lower=[-1.0, -1.0], upper=[1.0, 0.5], max_step=[0.1, 0.2])
+    path = lim.apply_path([[0.5, 0.0], [0.55, 0.9], [-0.5, 0.9]], start=[0.0, 0.0])
+    np.testing.assert_allclose(path, [[0.1, 0.0], [0.2, 0.2], [0.1, 0.4]])
+    assert lim.n_clamped == 0
+    assert lim.apply_path(np.zeros((0, 2)), start=[0.0, 0.0]).shape == (0, 2)

@@ -57,3 +57,13 @@ def test_env_step_targets_equals_step_for_constant_targets():
     np.testing.assert_allclose(envs[1].substep_qpos[-1], o2["qpos"], atol=1e-6)  # obs is float32
     with pytest.raises(ValueError, match="targets must have shape"):
         envs[1].step_targets(a[None])
+
+
+def test_rms_jerk_of_a_cubic_is_its_third_derivative():
+    from act_training.evaluation.rollouts import rms_jerk
+
+    h = 0.002
+    t = np.arange(200) * h
+    q = np.stack([t**3, -2 * t**3], axis=1)  # jerk 6 and -12 everywhere
+    assert rms_jerk(q, h) == pytest.approx(np.sqrt((36 + 144) / 2), rel=1e-6)
+    assert rms_jerk(q[:3], h) == 0.0  # too short to differentiate three times
