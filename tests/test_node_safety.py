@@ -246,3 +246,39 @@ def test_node_streams_its_plan_as_a_multi_point_trajectory(tmp_path, ckpt):
     agree = sum(np.allclose(a.points[1].positions, b.points[0].positions, atol=1e-9)
                 for a, b in zip(msgs[:30], msgs[1:31]) if len(a.points) > 1)
     assert agree >= 15, agree
+
+
+@pytest.mark.slow
+@pytest.mark.ros
+def test_reset_forgets_the_old_observation(tmp_path, ckpt):
+    """~/reset starts a new episode: the node must not plan from the observation it held before
+    (the previous episode's last frame, still within stale_timeout); it waits for new inputs.
+    Before the fix a real-time chunked evaluation planned each episode's first chunk from the
+    last one's final frame."""
+    from std_msgs.msg import Float64MultiArray
+    from std_srvs.srv import Trigger
+
+    from act_msgs.msg import PolicyStatus
+
+    driver = start_driver(tmp_path)
+    node = start("act_policy_node.policy_node", {
+        "checkpoint": str(ckpt), "arm": 0, "execution": "chunked", "autostart": True,
+        "enabled_on_start": True, "on_stale": "silent", "stale_timeout": 3.0,
+        "joint_limits_source": "none", "status_rate": 20.0}, name="node", log_dir=tmp_path)
+    probe = Probe("probe_reset")
+    rec = Recorder(probe, Float64MultiArray)
+    try:
+        assert wait_for(lambda: len(rec.cmds) > 10, 90), "no commands"
+        rec.send("pause_camera")  # the camera stops; its last frame stays "fresh" for 3 s
+        assert probe.call(Trigger, "act_policy_node/reset", Trigger.Request()).success
+        t_reset = time.monotonic()
+        time.sleep(1.0)
+        assert rec.since(t_reset + 0.1) == [], "commands planned from the pre-reset observation"
+        assert wait_for(lambda: rec.status and rec.status[-1].mode == PolicyStatus.MODE_WAITING, 10)
+        rec.send("ok")  # new frames: the policy runs again
+        t_ok = time.monotonic()
+        assert wait_for(lambda: len(rec.since(t_ok)) > 5, 30), "no commands after new inputs"
+    finally:
+        probe.close()
+        stop(node)
+        stop(driver)

@@ -654,6 +654,14 @@ class ACTPolicyNode(LifecycleNode):
         with self._lock:
             self._reset_execution()
             self._last_cmd = self._hold_cmd = None
+            # A new episode: the observation held now is the old episode's last one. Forget it,
+            # so the first chunk is predicted from an observation received after the reset (in
+            # timer mode the node used to plan a whole chunk from the previous episode's final
+            # frame: chunked real-time success fell to 18 %).
+            self._images.clear()
+            self._qpos = None
+            if self._configured:
+                self.monitor.reset()
             if self._commanding():
                 self._set_mode(PolicyStatus.MODE_WAITING, "reset")
         resp.success, resp.message = True, f"executor reset (generation {self._generation})"
