@@ -351,4 +351,7 @@ def test_memory_stays_flat_with_the_bag_length(tmp_path):
         rc, kib = p.stdout.split()[-2:]
         assert rc == "0", p.stderr
         peaks.append(int(kib) / 1024)
-    assert peaks[1] < peaks[0] + 20, peaks  # MiB: a 4x longer bag (88 vs 350 MB of frames), the same peak
+    # MiB: a 4x longer bag (88 vs 350 MB of frames) must not raise the peak with its length; a
+    # converter that held frames would add ~260 MiB. Measured 2026-12-01: +22 to +24 MiB on a
+    # 700-1000 MiB peak (torch's per-thread allocator pools), so 20 MiB was too tight.
+    assert peaks[1] < peaks[0] + 64, peaks
