@@ -37,6 +37,7 @@ import rclpy
 from act_training.runtime.sensors import InputError, JointSelector, decode_image, default_joint_names
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from mirror_arm_sim.ros_signals import StopOnSignal
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -44,6 +45,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Si
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import SetBool, Trigger
@@ -754,7 +756,8 @@ def _pin_compute_threads(n: int) -> None:
 
 def main(args=None) -> int:
     """Console script: run the node; `autostart` configures and activates it at once."""
-    rclpy.init(args=args)
+    stop = StopOnSignal()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = 0
     try:
@@ -766,7 +769,7 @@ def main(args=None) -> int:
         n = int(node.p.executor_threads)
         executor = MultiThreadedExecutor(num_threads=n) if n > 1 else SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        stop.spin(executor)
     except (NodeConfigError, InvalidParameterTypeException, InvalidParameterValueException) as e:
         print(f"[act_policy_node] configuration error: {e}", file=sys.stderr, flush=True)
         code = 2

@@ -34,9 +34,10 @@ import sys
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
@@ -45,6 +46,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from act_msgs.msg import EpisodeResult
 from mirror_arm_sim.cell import ros_joint_names
+from mirror_arm_sim.ros_signals import StopOnSignal
 
 PARAMETERS: dict[str, tuple[object, str]] = {
     "arm": (0, "Active arm of the next episode (0 or 1)."),
@@ -292,11 +294,14 @@ class MirrorArmBridge(Node):
 
 def main(args=None) -> int:
     """Run the bridge node until Ctrl-C or an external shutdown; returns 0."""
-    rclpy.init(args=args)
+    stop = StopOnSignal()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = MirrorArmBridge()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        stop.spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

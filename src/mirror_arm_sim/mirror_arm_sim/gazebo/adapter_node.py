@@ -26,9 +26,10 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -36,6 +37,7 @@ from trajectory_msgs.msg import JointTrajectory
 from act_msgs.msg import EpisodeResult
 
 from ..cell import ARM_JOINTS, default_cell
+from ..ros_signals import StopOnSignal
 from .bridge_config import SET_POSE_SERVICE, ros_command_topic, ros_pose_topic
 from .success import SpeedEstimator, cube_on_target
 
@@ -185,10 +187,13 @@ class GazeboAdapter(Node):
 
 def main(args=None) -> int:
     """Run the Gazebo adapter node until Ctrl-C or an external shutdown; returns 0."""
-    rclpy.init(args=args)
+    stop = StopOnSignal()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = GazeboAdapter()
     try:
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        stop.spin(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
