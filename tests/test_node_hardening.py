@@ -34,6 +34,9 @@ def test_params_errors_name_the_parameter_expected_and_found():
     want = r"parameter execution: expected one of \['', 'chunked', 'ensemble'\], got 'chunky'"
     with pytest.raises(NodeConfigError, match=want):
         NodeParams.from_values({"execution": "chunky"})
+    want = r"parameter backend: expected one of \['torch', 'jit', 'onnx'\], got 'tensorrt'"
+    with pytest.raises(NodeConfigError, match=want):
+        NodeParams.from_values({"backend": "tensorrt"})
     with pytest.raises(NodeConfigError, match="parameter max_step: expected 1 or 7 values"):
         NodeParams.from_values({"max_step": [0.1, 0.2]}).check_against(7)
     with pytest.raises(NodeConfigError, match="parameter joint_names: expected 7 names"):

@@ -282,3 +282,33 @@ def test_reset_forgets_the_old_observation(tmp_path, ckpt):
         probe.close()
         stop(node)
         stop(driver)
+
+
+def test_node_runs_the_onnx_backend(tmp_path, ckpt):
+    """`backend:=onnx`: the node configures with ONNX Runtime (exported next to the checkpoint on
+    first use) and drives the arm; parity with eager torch is tests/test_runtime_backends.py's."""
+    import shutil
+
+    from std_msgs.msg import Float64MultiArray
+
+    onnx_ckpt = tmp_path / "tiny.pt"
+    shutil.copyfile(ckpt, onnx_ckpt)  # the ONNX cache goes next to this copy
+    driver = start_driver(tmp_path)
+    node = start("act_policy_node.policy_node", {
+        "checkpoint": str(onnx_ckpt), "backend": "onnx", "arm": 0, "execution": "ensemble",
+        "control_rate": 50.0, "autostart": True, "enabled_on_start": True}, name="node_onnx",
+        log_dir=tmp_path)
+    probe = Probe("probe_onnx")
+    rec = Recorder(probe, Float64MultiArray)
+    try:
+        assert wait_for(lambda: len(rec.cmds) >= 20, 120), "no commands from the onnx node"
+        vals = np.array([v for _, v in rec.since(0)])
+        assert vals.shape[1] == 7 and np.isfinite(vals).all()
+        log = (tmp_path / "node_onnx.log").read_text()
+        assert "backend=onnx" in log, log[-2000:]
+        assert list(tmp_path.glob("*.onnx")), "no ONNX export next to the checkpoint"
+    finally:
+        probe.close()
+        stop(node)
+        driver.terminate()
+        driver.wait(timeout=10)

@@ -42,6 +42,9 @@ class NodeParams:
 
     checkpoint: str = _p("", "Policy checkpoint (.pt) written by act_train. Required.")
     device: str = _p("cpu", "torch device for inference (cpu, cuda, cuda:1, ...).")
+    backend: str = _p("torch", "Inference backend: 'torch' (eager), 'jit' (frozen TorchScript) or 'onnx' "
+                               "(ONNX Runtime, exported next to the checkpoint on first use; see "
+                               "docs/performance.md for what each costs).")
     arm: int = _p(0, "Arm the node drives. With mirror=true, arm 1 is driven through the mirror map by a "
                      "policy trained on arm 0 (policy sees mirror(obs), arm gets mirror(action)).")
     mirror: bool = _p(True, "Apply the mirror map on arm 1 (false: raw observations/actions, the control).")
@@ -132,7 +135,10 @@ class NodeParams:
         def bad(name: str, expected: str) -> NodeConfigError:
             return NodeConfigError(f"parameter {name}: expected {expected}, got {getattr(self, name)!r}")
 
+        from act_training.runtime.backends import BACKENDS
+
         for name, choices in (("execution", ("", *EXECUTIONS)), ("command_type", COMMAND_TYPES),
+                              ("backend", BACKENDS),
                               ("on_stale", ON_STALE), ("joint_limits_source", LIMIT_SOURCES)):
             if getattr(self, name) not in choices:
                 raise bad(name, f"one of {list(choices)}")

@@ -198,7 +198,7 @@ class ACTPolicyNode(LifecycleNode):
         self.get_logger().info(
             f"ACT policy on arm {p.arm}{' (mirrored)' if self.view.mirror.mirrored else ''}: "
             f"{p.execution}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
-            f"cameras={self.cameras} joints={self.joint_names} {timing} "
+            f"cameras={self.cameras} joints={self.joint_names} {timing} backend={self.runtime.backend} "
             f"limits={'on' if self.limiter.enabled else 'off'} enabled_on_start={p.enabled_on_start}")
 
     def _resolve_deployment_defaults(self, dep) -> None:
@@ -228,7 +228,7 @@ class ACTPolicyNode(LifecycleNode):
         from act_training.runtime.policy import ACTPolicyRuntime
 
         try:
-            return ACTPolicyRuntime.load(self.p.checkpoint, device=self.p.device)
+            return ACTPolicyRuntime.load(self.p.checkpoint, device=self.p.device, backend=self.p.backend)
         except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
             raise NodeConfigError(f"cannot load checkpoint {self.p.checkpoint}: {e}") from None
 
