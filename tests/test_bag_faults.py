@@ -312,6 +312,33 @@ def test_jobs_give_the_same_file_contents_as_one_thread(tmp_path):
             assert b[f"demo_{i}/observations/image"].chunks[0] == 1  # one frame per chunk: the loader
 
 
+def test_default_threads_decode_only_compressed_frames(tmp_path, monkeypatch):
+    """By default raw Image frames are resized in the reading thread (cheaper than a hand-off to a
+    thread) and CompressedImage frames in the pool; `--jobs N` puts every camera in the pool."""
+    import threading
+
+    from act_training.bags import frames
+
+    seen: list[str] = []
+    orig = frames.FrameDecoder.__call__
+
+    def spy(self, raw):
+        seen.append(threading.current_thread().name)
+        return orig(self, raw)
+
+    monkeypatch.setattr(frames.FrameDecoder, "__call__", spy)
+    for compressed, jobs, pooled in [(None, None, False), ("jpeg", None, True), (None, 2, True)]:
+        seen.clear()
+        name = f"{compressed}{jobs}"
+        bag = write_bag(tmp_path / name, duration_s=1.0, size_hw=(48, 64), compressed=compressed)
+        topic = "/cam/top/compressed" if compressed else "/cam/top"
+        cfg = cfg_of(image_size=[24, 32], cameras={"top": topic})
+        convert_bags([bag], cfg, tmp_path / f"{name}.h5", progress=False, jobs=jobs)
+        assert seen, "no frame decoded"
+        in_pool = {name.startswith("bag-frames") for name in seen}
+        assert in_pool == {pooled}, (compressed, jobs, sorted(set(seen)))
+
+
 def test_reduced_jpeg_decoding_matches_full_decoding_closely(tmp_path):
     import cv2
     from act_training.bags.frames import jpeg_reduction, jpeg_size

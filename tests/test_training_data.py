@@ -134,6 +134,26 @@ def test_resize_step_resizes():
     # the converter's uint8 variant is the same resize, rounded back to bytes
     u = ResizeStep((32, 32)).uint8(x[0, 0].numpy())
     assert u.dtype == np.uint8 and np.array_equal(u, (y[0, 0] * 255).round().to(torch.uint8).permute(1, 2, 0))
+    # stored frames go through the network path unchanged: training sees the bytes the converter wrote
+    assert torch.equal(prepare_images(torch.from_numpy(u), (32, 32)), y[0, 0])
+    # a batch resizes frame by frame, and (..., H, W, 3) of any leading shape keeps it
+    rs = ResizeStep((32, 32))
+    assert np.array_equal(rs.uint8(x[0].numpy())[1], rs.uint8(x[0, 1].numpy()))
+
+
+def test_resize_bytes_are_within_one_level_of_the_float_kernel():
+    """The CPU resize works on bytes (torch's uint8 antialiased-bilinear kernel); the float kernel
+    (other devices) is the same filter, so the two differ by at most one grey level."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    for hw, size in [((240, 320), (96, 96)), ((480, 640), (96, 96)), ((50, 70), (96, 80))]:
+        x = torch.randint(0, 256, (2, *hw, 3), dtype=torch.uint8, generator=g)
+        ours = ResizeStep(size)(x)
+        ref = F.interpolate(x.permute(0, 3, 1, 2).float() / 255, size=size, mode="bilinear",
+                            align_corners=False, antialias=True).clamp(0, 1)
+        assert ours.shape == ref.shape == (2, 3, *size)
+        assert (ours - ref).abs().max() <= 1.0 / 255 + 1e-6
 
 
 def test_crop_then_resize():

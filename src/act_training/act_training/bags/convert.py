@@ -8,7 +8,8 @@ every stream (cameras, qpos, action) is resampled on a grid at `control_hz` on i
 (or receive times) with zero-order hold and a maximum staleness, and each resampled step is
 appended to the output at once, so memory stays bounded however long the bag is (pending
 messages are only kept until the grid passes them, and their number is capped). Camera frames
-are decoded and resized in `--jobs` worker threads while the bag is read (`bags.frames`).
+are decoded and resized (`bags.frames`) in `--jobs` worker threads while the bag is read (JPEG/PNG
+by default) or in the reading thread when a step holds them (raw Image by default: cheaper).
 
 Faults end as little as possible: a backward jump of header stamps ends the episode there (or
 splits it, `on_gap`); an undecodable message is an error or skipped (`on_bad_message`); storage
@@ -252,9 +253,10 @@ class BagConverter:
     """Converts one bag after another into episodes appended to a `DemoWriter`."""
 
     def __init__(self, cfg: BagConfig, writer: DemoWriter, report: ConvertReport, progress: bool = True,
-                 pool: ThreadPoolExecutor | None = None):
+                 pool: ThreadPoolExecutor | None = None, pool_for_raw: bool = True):
         self.cfg, self.writer, self.report, self.progress = cfg, writer, report, progress
-        self.pool = pool
+        self._pool, self._pool_for_raw = pool, pool_for_raw
+        self.pool: ThreadPoolExecutor | None = None  # the one this bag's frames use (`_setup`)
         self.episode: EpisodeAppender | None = None
 
     def warn(self, msg: str) -> None:
@@ -376,6 +378,10 @@ class BagConverter:
             self.by_topic.setdefault(topic, []).append(s)
         self.decoders = {s.name: FrameDecoder(s.msgtype, s.topic, cfg.image_size, src.deserialize)
                          for s in self.streams if s.is_camera}
+        # Raw Image frames cost one copy and a ~0.1 ms resize: handing them to threads costs more
+        # (GIL hand-offs) than it saves, so by default only JPEG/PNG decoding goes to the pool.
+        compressed = any(s.msgtype == COMPRESSED for s in self.streams if s.is_camera)
+        self.pool = self._pool if (compressed or self._pool_for_raw) else None
         self.extract = {
             "qpos": JointExtractor(cfg.qpos, types[cfg.qpos.topic], bag),
             "action": JointExtractor(cfg.action, types[cfg.action.topic], bag),
@@ -732,7 +738,8 @@ def convert_bags(
 ) -> ConvertReport:
     """Convert `bags` into one HDF5 file at `out` (atomically). Raises BagError naming the bag.
 
-    jobs: decode/resize threads (default: the core count; 1 decodes in the reading thread).
+    jobs: decode/resize threads (1 decodes in the reading thread). Default: the core count for
+        CompressedImage cameras, the reading thread for raw Image ones (cheaper than threads).
     skip_bad_bags: a bag that fails contributes nothing and is listed in `report.skipped`.
     report: filled in as the conversion goes (`written` turns true right after the rename).
     """
@@ -747,6 +754,7 @@ def convert_bags(
             raise BagError(f"--out {out} is (inside) the input bag {b}; inputs are never written")
     if out.exists() and not overwrite:
         raise BagError(f"{out} exists; pass --overwrite to replace it (it stays intact if conversion fails)")
+    explicit_jobs = jobs is not None
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise BagError(f"--jobs {jobs}: expected >= 1")
@@ -765,7 +773,7 @@ def convert_bags(
             source="rosbag: " + ", ".join(str(b) for b in bags),
             extra_attrs={"bag_config": json.dumps(cfg.to_dict())},
         )
-        conv = BagConverter(cfg, writer, report, progress=progress, pool=pool)
+        conv = BagConverter(cfg, writer, report, progress=progress, pool=pool, pool_for_raw=explicit_jobs)
         for b in bags:
             before = writer.num_demos
             try:
@@ -857,7 +865,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="= --set image_size=[H,W]")
     p.add_argument("--min-length", type=int, help="= --set episodes.min_length=...")
     p.add_argument("--jobs", "-j", type=int, default=None,
-                   help=f"decode/resize threads (default: the core count, here {default_jobs()})")
+                   help=f"decode/resize threads (default: the core count, here {default_jobs()}, for "
+                        "CompressedImage cameras; raw Image frames resize faster in the reading thread)")
     p.add_argument("--skip-bad-bags", action="store_true",
                    help="convert the other bags when one fails; the failed ones are listed")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
