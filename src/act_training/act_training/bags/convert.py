@@ -918,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped = "".join(f"\nskipped {b}: {why}" for b, why in rep.skipped)
     print(
         f"wrote {rep.out}: {rep.episodes} episodes, {rep.steps} steps from {len(rep.per_bag)} bag(s), "
-        f"{rep.bag_bytes / 1e6:.1f} MB in {rep.seconds:.1f} s ({rep.mb_per_s:.1f} MB/s)"
+        f"{rep.bag_bytes / 1e6:.1f} MB in {rep.seconds:.2f} s ({rep.mb_per_s:.1f} MB/s)"
         + (f", {len(rep.warnings)} warning(s)" if rep.warnings else "")
         + (f"; {len(rep.skipped)} bag(s) skipped:" if rep.skipped else "") + skipped
     )
