@@ -1,7 +1,7 @@
 """Node benchmark: observation -> command latency and missed ticks of the rclpy policy node at
 50 Hz, chunked and ensembled, over real DDS.
 
-Three processes per mode: `node_sensors.py` (a live camera, 240x320 rgb8 at 30 Hz, and a
+Three processes per mode: `node_sensors.py` (a live camera, 480x640 rgb8 at 30 Hz, and a
 joint-state driver at 100 Hz), the policy node itself (`python -m act_policy_node.policy_node`,
 timer mode, a random-init cpu-preset checkpoint), and this process as the observer (it
 subscribes to `status`, `action_chunk` and `commands`). Two views of the same latency:
@@ -37,10 +37,13 @@ HERE = Path(__file__).resolve().parent
 # label -> node parameters; "chunked" = the plain rule (query when the chunk has run out),
 # "chunked_prefetch" = the node's default: the next chunk is requested `lookahead` ticks early
 # (ceil(EMA inference x rate) + prefetch_margin_ticks, docs/ros.md)
+# (`_onnx`: the same on ONNX Runtime, `backend:=onnx`)
 MODES = {"chunked": {"execution": "chunked", "prefetch": "false"}, "ensemble": {"execution": "ensemble"},
-         "chunked_prefetch": {"execution": "chunked"}}
-FULL = {"preset": "cpu", "window_s": 60.0, "warmup_s": 5.0, "hw": (240, 320),
-        "modes": ("chunked", "ensemble", "chunked_prefetch")}
+         "chunked_prefetch": {"execution": "chunked"},
+         "ensemble_onnx": {"execution": "ensemble", "backend": "onnx"},
+         "chunked_prefetch_onnx": {"execution": "chunked", "backend": "onnx"}}
+FULL = {"preset": "cpu", "window_s": 60.0, "warmup_s": 5.0, "hw": (480, 640),
+        "modes": ("chunked", "ensemble", "chunked_prefetch", "ensemble_onnx", "chunked_prefetch_onnx")}
 QUICK = {"preset": "tiny", "window_s": 2.0, "warmup_s": 0.5, "hw": (48, 64), "modes": ("chunked", "ensemble")}
 RATE_HZ = 50.0
 

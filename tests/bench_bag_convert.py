@@ -8,6 +8,7 @@ Writes synthetic bags (240x320 rgb8 camera at 30 Hz, JointState at 100 Hz, Float
 """
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,10 +37,14 @@ def bare_read(bag: Path) -> tuple[float, float]:
     return t_iter, time.perf_counter() - t + 0 * n
 
 
-def convert_peak_rss(bag: Path, cfg: Path, out: Path) -> tuple[float, float]:
+def convert_peak_rss(bag: Path | list[Path], cfg: Path, out: Path) -> tuple[float, float, float]:
+    """Run `act_bag_to_hdf5` on `bag` (one or several, one job): (wall s of the whole process, peak
+    RSS MiB, the conversion's own seconds from its summary line, i.e. without the start-up)."""
+    bags = [str(b) for b in (bag if isinstance(bag, list) else [bag])]
     t = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "act_training.bags.convert", str(bag), "--config", str(cfg),
-                          "--out", str(out), "--no-progress", "--overwrite"], stdout=subprocess.DEVNULL)
+    p = subprocess.Popen([sys.executable, "-m", "act_training.bags.convert", *bags, "--config", str(cfg),
+                          "--out", str(out), "--no-progress", "--overwrite"],
+                         stdout=subprocess.PIPE, text=True)
     ps, peak = psutil.Process(p.pid), 0
     while p.poll() is None:
         try:
@@ -47,8 +52,11 @@ def convert_peak_rss(bag: Path, cfg: Path, out: Path) -> tuple[float, float]:
         except psutil.NoSuchProcess:
             break
         time.sleep(0.01)
-    assert p.returncode == 0
-    return time.perf_counter() - t, peak / 2**20
+    wall = time.perf_counter() - t
+    summary = p.stdout.read()
+    assert p.returncode == 0, summary
+    inner = float(re.search(r" in ([0-9.]+) s \(", summary).group(1))
+    return wall, peak / 2**20, inner
 
 
 def main():
@@ -69,7 +77,7 @@ def main():
                             size_hw=(240, 320))
             mb = bag_size_bytes(bag) / 1e6
             ti, td = bare_read(bag)
-            tc, rss = convert_peak_rss(bag, cfg, d / "out.hdf5")
+            tc, rss, _ = convert_peak_rss(bag, cfg, d / "out.hdf5")
             row = [storage, f"{secs:g}", f"{mb:.0f}", f"{mb / ti:.0f}", f"{mb / td:.0f}", f"{mb / tc:.1f}",
                    f"{rss:.0f}"]
             print("| " + " | ".join(row) + " |", flush=True)
