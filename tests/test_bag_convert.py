@@ -283,6 +283,21 @@ def test_cli_and_overrides(tmp_path, capsys):
     rc = main([str(bag), "--config", str(cfg), "--out", str(tmp_path / "o2.h5"), "--min-length", "500"])
     assert rc == 2 and "shorter than episodes.min_length=500" in capsys.readouterr().err
     assert not (tmp_path / "o2.h5").exists()
+    # the console script (`act_bag_to_hdf5` = `cli`) skips the interpreter's teardown: its exit
+    # code and a complete, readable output (and its summary line) must not depend on it
+    for args, code in ((["--image-size", "16", "20", "--set", "episodes.min_length=20"], 0),
+                       (["--min-length", "500"], 2)):
+        out = tmp_path / f"cli{code}.h5"
+        res = subprocess.run([sys.executable, "-c", "from act_training.bags.convert import cli; cli()",
+                              str(bag), "--config", str(cfg), "--out", str(out), "--no-progress", *args],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == code, res.stderr
+        if code == 0:
+            assert "1 episodes, 101 steps" in res.stdout
+            layout = read_layout(out)
+            assert layout.image_shape == (16, 20) and layout.num_demos == 1
+        else:
+            assert "shorter than episodes.min_length=500" in res.stderr and not out.exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -34,7 +34,7 @@ setup(
             "act_export = act_training.runtime.export:main",
             "act_transfer = act_training.experiments.transfer:main",
             "act_transfer_variants = act_training.experiments.variants:main",
-            "act_bag_to_hdf5 = act_training.bags.convert:main",
+            "act_bag_to_hdf5 = act_training.bags.convert:cli",
             "act_bag_record = act_training.bags.record:main",
             "mirror_arm_ros_eval = act_training.evaluation.ros_eval:main",
         ],
