@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mirror_arm_sim.trajectory import TrajectoryPlayer
+from mirror_arm_sim.trajectory import TrajectoryPlayer, plan_points
 
 
 def test_linear_points_start_from_the_current_reference():
@@ -41,6 +41,18 @@ def test_bad_trajectories_are_refused():
         p.set_trajectory(0.0, [0.0], [[0, 0]])
     with pytest.raises(ValueError, match="expected 2 finite values"):
         p.hold(0.0, [np.nan, 0.0])
+
+
+def test_plan_points_times_and_velocities():
+    """A streamed plan: point k one tick after point k-1, velocities that a constant-velocity plan
+    reproduces exactly (what the node sends and the evaluator's stream mode plays)."""
+    plan = np.array([[0.0, 1.0], [0.1, 1.0], [0.2, 1.0], [0.3, 1.0]])
+    times, pts, vel = plan_points(plan, 0.02, 0.05)
+    np.testing.assert_allclose(times, [0.05, 0.07, 0.09, 0.11])
+    np.testing.assert_array_equal(pts, plan)
+    np.testing.assert_allclose(vel, [[5.0, 0.0]] * 4)
+    with pytest.raises(ValueError, match="plan must be"):
+        plan_points(plan[:1], 0.02, 0.0)
 
 
 def test_env_step_targets_equals_step_for_constant_targets():

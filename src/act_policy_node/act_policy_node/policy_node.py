@@ -38,6 +38,7 @@ from act_training.runtime.sensors import InputError, JointSelector, decode_image
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from mirror_arm_sim.ros_signals import StopOnSignal
+from mirror_arm_sim.trajectory import plan_points
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
@@ -619,12 +620,11 @@ class ACTPolicyNode(LifecycleNode):
             t = self.p.trajectory_time_from_start or self.dt
             if ahead is None or not len(ahead):
                 msg.points = [JointTrajectoryPoint(positions=values, time_from_start=_duration(t))]
-            else:  # point k at t + k ticks; velocities by finite differences of the plan
-                pts = np.vstack([cmd, ahead])
-                vel = np.gradient(pts, self.dt, axis=0)
+            else:  # point k at t + k ticks, with velocities (the simulator's controller model)
+                times, pts, vel = plan_points(np.vstack([cmd, ahead]), self.dt, t)
                 msg.points = [JointTrajectoryPoint(positions=q.tolist(), velocities=w.tolist(),
-                                                   time_from_start=_duration(t + k * self.dt))
-                              for k, (q, w) in enumerate(zip(pts, vel))]
+                                                   time_from_start=_duration(tk))
+                              for tk, q, w in zip(times, pts, vel)]
         self.cmd_pub.publish(msg)
 
     # ------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """How a joint trajectory controller turns a JointTrajectory into position targets (numpy only).
 
-The MuJoCo bridge and the smoothness study (`act_training.evaluation.smoothness`) sample the
+The MuJoCo bridge and the in-process evaluator (`act_training.evaluation.rollouts`) sample the
 arm's position targets from a `TrajectoryPlayer` at every physics step, the way ros2_controllers'
 JointTrajectoryController samples its spline at every controller update:
 
@@ -12,14 +12,24 @@ JointTrajectoryController samples its spline at every controller update:
 - after the last point the last positions are held.
 
 A forward position controller (Float64MultiArray) instead jumps to each command at once: the
-player's `hold()` is that case.
+player's `hold()` is that case. `plan_points` is how a streamed plan becomes trajectory points (the
+policy node's messages and the in-process evaluator's stream mode alike).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TrajectoryPlayer"]
+__all__ = ["TrajectoryPlayer", "plan_points"]
+
+
+def plan_points(plan, dt: float, first_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Commands one control tick apart, (n >= 2, dim) -> (times (n,), positions (n, dim), velocities
+    (n, dim)): point k at `first_time + k * dt`, velocities by finite differences of the plan."""
+    pts = np.asarray(plan, dtype=np.float64)
+    if pts.ndim != 2 or len(pts) < 2:
+        raise ValueError(f"plan must be (n >= 2, dim), got shape {pts.shape}")
+    return first_time + dt * np.arange(len(pts)), pts, np.gradient(pts, dt, axis=0)
 
 
 class TrajectoryPlayer:

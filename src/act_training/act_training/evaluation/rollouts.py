@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from mirror_arm_sim.stats import wilson_interval
+from mirror_arm_sim.trajectory import plan_points
 
 from act_training.evaluation.results import EvalResult
 from act_training.evaluation.videos import compose_frame, render_video_frame, write_video
@@ -267,9 +268,8 @@ class _Rollouts:
         elif self.cfg.command == "trajectory" or plan is None or len(plan) < 2:
             p.set_trajectory(t, [self.dt], cmd[None])
         else:
-            pts = np.stack([np.asarray(self.pipeline.to_robot(a), dtype=np.float64) for a in plan])
-            p.set_trajectory(t, self.dt * np.arange(1, len(pts) + 1), pts,
-                             velocities=np.gradient(pts, self.dt, axis=0))
+            times, pts, vel = plan_points([self.pipeline.to_robot(a) for a in plan], self.dt, self.dt)
+            p.set_trajectory(t, times, pts, velocities=vel)
         return p.targets(t, self.h, self.n_sub)
 
     def _video_frame(self, slot: _Slot, images: dict, text: str, ok: bool | None = None, hold: int = 1):
