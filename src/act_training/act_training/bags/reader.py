@@ -21,6 +21,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Imported here, not per bag: with the base message types (~0.1 s) they are the converter's
+# start-up, paid once for a multi-bag job.
+import rosbags.typesys.stores.ros2_kilted  # noqa: F401
+from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+
+from act_training.bags import cdr
+
 # rosbags raises several exception types for broken storage (its own, sqlite3, yaml, zstd, ...).
 RECOVERY_HINT = ("to recover the rest, rebuild the storage (mcap: `mcap recover IN.mcap -o OUT.mcap`; "
                  "sqlite3: `sqlite3 IN.db3 .recover | sqlite3 OUT.db3`), then `ros2 bag reindex` the "
@@ -56,6 +65,7 @@ class BagSource:
     _reader: object = None
     _conns: list = field(default_factory=list)
     _files: list[Path] = field(default_factory=list)
+    _fast: dict = field(default_factory=dict)  # msgtype -> direct CDR reader, or False (cdr.py)
 
     def messages(self) -> Iterator[tuple[str, int, bytes]]:
         """(topic, receive time ns, raw bytes) of the wanted connections; BagCorrupt at the end."""
@@ -79,8 +89,35 @@ class BagSource:
         return sum(c.msgcount for c in self._conns if c.topic in topics)
 
     def deserialize(self, raw, msgtype: str):
-        """CDR bytes -> message object (raises on bytes that do not match the type)."""
+        """CDR bytes -> message object (raises on bytes that do not match the type).
+
+        JointState, Float64MultiArray and Image go through `cdr`'s direct readers once the first
+        good message of the type read the same through them as through rosbags; rosbags reads
+        everything else, and any message a direct reader declines."""
+        fast = self._fast.get(msgtype)
+        if fast is None:
+            fast = self._check_fast(raw, msgtype)
+        if fast:
+            try:
+                return fast(raw)
+            except cdr.NotFast:
+                pass
         return self.typestore.deserialize_cdr(raw, msgtype)
+
+    def _check_fast(self, raw, msgtype: str):
+        """Decide on the direct reader for msgtype from this message; None: undecided (bad message)."""
+        reader = cdr.READERS.get(msgtype)
+        if reader is not None:
+            try:
+                ref = self.typestore.deserialize_cdr(raw, msgtype)
+            except Exception:  # noqa: BLE001 - a bad message decides nothing; rosbags reports it
+                return None
+            try:
+                reader = reader if cdr.same_message(reader(raw), ref) else False
+            except cdr.NotFast:
+                reader = False
+        self._fast[msgtype] = reader or False
+        return self._fast[msgtype]
 
     def close(self) -> None:
         """Close the underlying reader (idempotent)."""
@@ -90,9 +127,6 @@ class BagSource:
 
 
 def _parse_definition(msgdef, msgtype: str) -> dict:
-    from rosbags.interfaces import MessageDefinitionFormat
-    from rosbags.typesys import get_types_from_idl, get_types_from_msg
-
     if msgdef.format == MessageDefinitionFormat.MSG:
         return get_types_from_msg(msgdef.data, msgtype)
     sep = "=" * 80 + "\n"
@@ -104,16 +138,11 @@ def _parse_definition(msgdef, msgtype: str) -> dict:
 
 
 def _kilted_store():
-    from rosbags.typesys import Stores, get_typestore
-
     return get_typestore(Stores.ROS2_KILTED)
 
 
 def _build_typestore(bag: Path, wanted, others) -> tuple[object, list[str], list[str]]:
     """Type store from the wanted connections' definitions; (store, skipped others, warnings)."""
-    from rosbags.interfaces import MessageDefinitionFormat
-    from rosbags.typesys import Stores, get_typestore
-
     typs: dict = {}
     notes: list[str] = []
     kilted = None
@@ -155,8 +184,6 @@ def _build_typestore(bag: Path, wanted, others) -> tuple[object, list[str], list
 
 def open_bag(path: Path, topics: list[str]) -> tuple[BagSource, list[str]]:
     """Open a rosbag2 directory or single .mcap/.db3 file; (source, warnings). Raises BagError."""
-    from rosbags.rosbag2 import Reader
-
     path = Path(path)
     if not path.exists():
         raise BagError(f"{path}: bag not found")
@@ -235,7 +262,6 @@ def _scan_mcap_records(files: list[Path]):
 
 def _open_recovered(path: Path, files: list[Path], topics: list[str]) -> tuple[BagSource, list[str]]:
     from mcap.records import Channel, Schema
-    from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat
 
     schemas, conns, end = {}, {}, None
     try:

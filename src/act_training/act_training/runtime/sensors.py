@@ -54,8 +54,10 @@ def decode_image(encoding: str, height: int, width: int, step: int, data) -> np.
     row = w * channels
     if step < row:
         raise InputError(f"image step {step} smaller than width*channels {row}")
-    buf = np.frombuffer(memoryview(data).cast("B") if not isinstance(data, np.ndarray) else data.tobytes(),
-                        dtype=np.uint8)
+    if isinstance(data, np.ndarray):  # a view, not `tobytes()`: the one copy is made below
+        buf = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    else:
+        buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if buf.size < step * (h - 1) + row:
         raise InputError(f"image data has {buf.size} bytes, expected {step * h} for {h}x{w} {encoding}")
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
