@@ -7,9 +7,8 @@ which is most of a conversion's per-message cost at 100 Hz joint states. They ap
 checks (string terminators, lengths inside the buffer, no trailing data) and raise `NotFast` on
 anything else: big-endian CDR, a truncated or odd message. `BagSource.deserialize` then falls back
 to rosbags, so a bad message fails with rosbags' error and the fast path never accepts bytes that
-rosbags would refuse. It also compares the first message of each connection with rosbags' result
-and keeps using rosbags for a connection where they differ (a bag's own, different definition of
-the type name).
+rosbags would refuse. They are used only where the bag defines the type (and the types it holds,
+`HOLDS`) as ROS 2 does; a bag's own, different definition under the same name goes to rosbags.
 
 The returned objects (named tuples) carry the fields the converter reads, under the message's own
 field names.
@@ -25,6 +24,13 @@ import numpy as np
 JOINT_STATE = "sensor_msgs/msg/JointState"
 FLOAT_ARRAY = "std_msgs/msg/Float64MultiArray"
 IMAGE = "sensor_msgs/msg/Image"
+_HEADER = ("std_msgs/msg/Header", "builtin_interfaces/msg/Time")
+# each type read here -> it and the types it holds, whose definitions must be the standard ones
+HOLDS = {
+    JOINT_STATE: (JOINT_STATE, *_HEADER),
+    FLOAT_ARRAY: (FLOAT_ARRAY, "std_msgs/msg/MultiArrayLayout", "std_msgs/msg/MultiArrayDimension"),
+    IMAGE: (IMAGE, *_HEADER),
+}
 
 _U32 = struct.Struct("<I")
 _STAMP = struct.Struct("<iI")
@@ -182,22 +188,3 @@ def image(raw) -> Image:
 
 
 READERS = {JOINT_STATE: joint_state, FLOAT_ARRAY: float64_multi_array, IMAGE: image}
-
-
-def same_message(fast, ref) -> bool:
-    """Does a direct reader's result hold what rosbags' message holds, field by field?"""
-    for name in fast._fields:
-        a, b = getattr(fast, name), getattr(ref, name, None)
-        if isinstance(a, (Header, Time)):
-            if not same_message(a, b):
-                return False
-        elif isinstance(a, np.ndarray):
-            b = np.asarray(b)
-            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
-                return False
-        elif isinstance(a, tuple):
-            if b is None or list(a) != list(b):
-                return False
-        elif a != b:
-            return False
-    return True

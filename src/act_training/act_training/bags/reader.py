@@ -16,6 +16,7 @@ What real recordings hold and rosbags' own `AnyReader` refuses:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ class BagSource:
     _reader: object = None
     _conns: list = field(default_factory=list)
     _files: list[Path] = field(default_factory=list)
-    _fast: dict = field(default_factory=dict)  # msgtype -> direct CDR reader, or False (cdr.py)
+    _fast: dict = field(default_factory=dict)  # msgtype -> direct CDR reader, or False (`cdr`)
 
     def messages(self) -> Iterator[tuple[str, int, bytes]]:
         """(topic, receive time ns, raw bytes) of the wanted connections; BagCorrupt at the end."""
@@ -91,12 +92,12 @@ class BagSource:
     def deserialize(self, raw, msgtype: str):
         """CDR bytes -> message object (raises on bytes that do not match the type).
 
-        JointState, Float64MultiArray and Image go through `cdr`'s direct readers once the first
-        good message of the type read the same through them as through rosbags; rosbags reads
-        everything else, and any message a direct reader declines."""
+        JointState, Float64MultiArray and Image go through `cdr`'s direct readers where the
+        bag's definitions of them are the standard ones; rosbags reads everything else, and any
+        message a direct reader declines."""
         fast = self._fast.get(msgtype)
         if fast is None:
-            fast = self._check_fast(raw, msgtype)
+            fast = self._fast[msgtype] = cdr.READERS.get(msgtype) if self._standard(msgtype) else False
         if fast:
             try:
                 return fast(raw)
@@ -104,20 +105,11 @@ class BagSource:
                 pass
         return self.typestore.deserialize_cdr(raw, msgtype)
 
-    def _check_fast(self, raw, msgtype: str):
-        """Decide on the direct reader for msgtype from this message; None: undecided (bad message)."""
-        reader = cdr.READERS.get(msgtype)
-        if reader is not None:
-            try:
-                ref = self.typestore.deserialize_cdr(raw, msgtype)
-            except Exception:  # noqa: BLE001 - a bad message decides nothing; rosbags reports it
-                return None
-            try:
-                reader = reader if cdr.same_message(reader(raw), ref) else False
-            except cdr.NotFast:
-                reader = False
-        self._fast[msgtype] = reader or False
-        return self._fast[msgtype]
+    def _standard(self, msgtype: str) -> bool:
+        """Are msgtype and the types it holds defined here as in ROS 2 (what `cdr` reads)?"""
+        std = _kilted_store().fielddefs
+        have = self.typestore.fielddefs
+        return msgtype in cdr.HOLDS and all(have.get(t) == std[t] for t in cdr.HOLDS[msgtype])
 
     def close(self) -> None:
         """Close the underlying reader (idempotent)."""
@@ -137,7 +129,9 @@ def _parse_definition(msgdef, msgtype: str) -> dict:
     return typs
 
 
+@functools.cache
 def _kilted_store():
+    """The ROS 2 Kilted type store (built once; only read)."""
     return get_typestore(Stores.ROS2_KILTED)
 
 
