@@ -78,12 +78,15 @@ class DemoWriter:
         source: str = "",
         extra_attrs: dict | None = None,
         compression: str | None = "lzf",
+        tmp_path: str | Path | None = None,
     ):
+        """`tmp_path`: where to write before the rename (default `temporary_path(path)`: this
+        process's; a writer in a child process is given its parent's)."""
         if not camera_names:
             raise ValueError("DemoWriter: at least one camera is required")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = self.temporary_path(self.path)
+        self.tmp_path = Path(tmp_path) if tmp_path is not None else self.temporary_path(self.path)
         self.camera_names = list(camera_names)
         self.joint_names = list(joint_names)
         self.action_names = list(action_names or joint_names)
@@ -249,11 +252,7 @@ class EpisodeAppender:
             if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
                 raise LayoutError(f"{self.name}: camera '{cam}': image {im.shape} {im.dtype}, "
                                   "expected (H, W, 3) uint8")
-            if w._hw is not None and im.shape[:2] != tuple(w._hw):
-                raise LayoutError(f"{self.name}: camera '{cam}': image size {im.shape[:2]}, expected {w._hw}")
-            if w._hw is None:
-                w._hw = im.shape[:2]
-                w._f.attrs["image_height"], w._f.attrs["image_width"] = w._hw
+            self._size(cam, im.shape[:2])
         self._buf.append(({c: np.array(images[c]) for c in w.camera_names}, qpos, action))
         if len(self._buf) >= self._flush_every:
             self._flush()
@@ -280,22 +279,52 @@ class EpisodeAppender:
                                                chunks=(256, A))
         self._g = g
 
+    def extend(self, images: dict[str, np.ndarray], qpos, actions) -> None:
+        """Add n steps at once: images camera -> (n, H, W, 3) uint8, qpos (n, state_dim),
+        actions (n, action_dim); written straight through (after any buffered steps)."""
+        w = self._w
+        qpos = np.asarray(qpos, dtype=np.float32)
+        actions = np.asarray(actions, dtype=np.float32)
+        n = len(qpos)
+        if qpos.shape != (n, len(w.joint_names)) or actions.shape != (n, len(w.action_names)):
+            raise LayoutError(f"{self.name}: qpos {qpos.shape} / actions {actions.shape}, expected "
+                              f"({n}, {len(w.joint_names)}) / ({n}, {len(w.action_names)})")
+        if set(images) != set(w.camera_names):
+            raise LayoutError(f"{self.name}: cameras {sorted(images)}, expected {w.camera_names}")
+        for cam in w.camera_names:
+            im = images[cam]
+            if im.dtype != np.uint8 or im.ndim != 4 or im.shape[0] != n or im.shape[3] != 3:
+                raise LayoutError(f"{self.name}: camera '{cam}': images {im.shape} {im.dtype}, "
+                                  f"expected ({n}, H, W, 3) uint8")
+            self._size(cam, im.shape[1:3])
+        self._flush()
+        self._write(images, qpos, actions)
+
+    def _size(self, cam: str, hw) -> None:
+        w = self._w
+        if w._hw is not None and tuple(hw) != tuple(w._hw):
+            raise LayoutError(f"{self.name}: camera '{cam}': image size {tuple(hw)}, expected {w._hw}")
+        if w._hw is None:
+            w._hw = tuple(hw)
+            w._f.attrs["image_height"], w._f.attrs["image_width"] = w._hw
+
     def _flush(self) -> None:
         if not self._buf:
             return
+        buf, self._buf = self._buf, []
+        self._write({cam: np.stack([b[0][cam] for b in buf]) for cam in self._w.camera_names},
+                    np.stack([b[1] for b in buf]), np.stack([b[2] for b in buf]))
+
+    def _write(self, images: dict[str, np.ndarray], qpos: np.ndarray, actions: np.ndarray) -> None:
         if self._g is None:
             self._create()
-        n, t0 = len(self._buf), self._written
-        for cam in self._w.camera_names:
-            ds = self._ds[cam]
-            ds.resize(t0 + n, axis=0)
-            ds[t0:] = np.stack([b[0][cam] for b in self._buf])
-        for key, col in (("qpos", 1), ("actions", 2)):
+        n, t0 = len(qpos), self._written
+        for key, block in (*((cam, images[cam]) for cam in self._w.camera_names),
+                           ("qpos", qpos), ("actions", actions)):
             ds = self._ds[key]
             ds.resize(t0 + n, axis=0)
-            ds[t0:] = np.stack([b[col] for b in self._buf])
+            ds[t0:] = block
         self._written += n
-        self._buf.clear()
 
     def commit(self) -> int:
         """Finish the episode; returns its index i (`demo_{i}`)."""

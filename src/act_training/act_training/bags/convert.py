@@ -10,6 +10,8 @@ appended to the output at once, so memory stays bounded however long the bag is 
 messages are only kept until the grid passes them, and their number is capped). Camera frames
 are decoded and resized (`bags.frames`) in `--jobs` worker threads while the bag is read (JPEG/PNG
 by default) or in the reading thread when a step holds them (raw Image by default: cheaper).
+The HDF5 writes (LZF-compressed frames) run in a forked child on the other core
+(`bags.writer_process`).
 
 Faults end as little as possible: a backward jump of header stamps ends the episode there (or
 splits it, `on_gap`); an undecodable message is an error or skipped (`on_bad_message`); storage
@@ -43,6 +45,7 @@ from tqdm import tqdm
 from act_training.bags.frames import COMPRESSED, IMAGE, BadMessage, FrameDecoder
 from act_training.bags.mapping import BagConfig, BagConfigError, parse_override
 from act_training.bags.reader import RECOVERY_HINT, BagCorrupt, BagError, BagSource, one_line, open_bag
+from act_training.bags.writer_process import WriterProcess
 from act_training.runtime.sensors import InputError, JointSelector
 
 log = logging.getLogger("act_training.bags.convert")
@@ -735,6 +738,7 @@ def convert_bags(
     jobs: int | None = None,
     skip_bad_bags: bool = False,
     report: ConvertReport | None = None,
+    writer_process: bool = True,
 ) -> ConvertReport:
     """Convert `bags` into one HDF5 file at `out` (atomically). Raises BagError naming the bag.
 
@@ -742,6 +746,8 @@ def convert_bags(
         CompressedImage cameras, the reading thread for raw Image ones (cheaper than threads).
     skip_bad_bags: a bag that fails contributes nothing and is listed in `report.skipped`.
     report: filled in as the conversion goes (`written` turns true right after the rename).
+    writer_process: write the HDF5 file (LZF compression included) in a forked child on the other
+        core (`bags.writer_process`); False writes in this process.
     """
     bags = [Path(b) for b in bags]
     out = Path(out)
@@ -760,12 +766,14 @@ def convert_bags(
         raise BagError(f"--jobs {jobs}: expected >= 1")
     report = report or ConvertReport(out=out)
     t0 = time.perf_counter()
-    writer = None
-    pool = ThreadPoolExecutor(jobs, thread_name_prefix="bag-frames") if jobs > 1 else None
+    writer = pool = None
     try:
-        writer = DemoWriter(
+        # the writer first: its process is forked before this one starts any thread
+        child = writer_process and hasattr(os, "fork")
+        writer = (WriterProcess if child else DemoWriter)(
             out,
             camera_names=[c.name for c in cfg.cameras],
+            **({"image_hw": cfg.image_size, "block": WRITE_BATCH} if child else {}),
             joint_names=cfg.joint_names,
             action_names=cfg.action_names,
             control_hz=cfg.control_hz,
@@ -773,6 +781,7 @@ def convert_bags(
             source="rosbag: " + ", ".join(str(b) for b in bags),
             extra_attrs={"bag_config": json.dumps(cfg.to_dict())},
         )
+        pool = ThreadPoolExecutor(jobs, thread_name_prefix="bag-frames") if jobs > 1 else None
         conv = BagConverter(cfg, writer, report, progress=progress, pool=pool, pool_for_raw=explicit_jobs)
         for b in bags:
             before = writer.num_demos

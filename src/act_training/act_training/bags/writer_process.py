@@ -1,0 +1,310 @@
+"""The converter's output in a child process: a `DemoWriter` on the other core.
+
+HDF5 writes hold the GIL (h5py), and the LZF compression of every stored frame is a quarter of
+a conversion; a thread cannot overlap it with reading the bag, a process can. `WriterProcess`
+forks a child that owns the `DemoWriter` and mirrors its interface in the parent. Steps are
+buffered and handed over in blocks of up to `block` steps: the frames are stacked straight into
+one of two slots of memory shared with the child (a pipe would cost ~2.7 ms a block of 64
+frames, as much as the writing it moves), the rest goes by pipe with no reply; a slot is reused
+once the child has written it. Everything that changes what the file holds (commit, discard,
+rollback, close, abort) is a call that waits for the child's answer. Nothing about the output's
+safety changes:
+
+- the temporary file is the parent's (`DemoWriter.temporary_path` in the parent), so the
+  parent's clean-up of it holds whatever happens to the child;
+- a write that fails in the child (a full disk) is raised in the parent, as the same exception,
+  at its next send or call; the child then discards every further block until told to abort;
+- the child ignores SIGINT and SIGTERM (the parent decides: a Ctrl-C in a terminal reaches the
+  whole process group) and aborts, removing the temporary file, when the parent goes away
+  without a word (its end of the pipe closes).
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+from mirror_arm_sim.hdf5_layout import DemoWriter, LayoutError
+
+
+class WriterGone(OSError):
+    """The writer process ended without answering (killed, or out of memory)."""
+
+
+SLOTS = 2  # blocks in flight: one being written by the child, one being filled here
+
+
+class _Slots:
+    """SLOTS blocks of frames (block, H, W, 3) per camera in memory shared by fork, each with a
+    semaphore that is free while neither process uses the slot."""
+
+    def __init__(self, ctx, cameras: list[str], block: int, hw: tuple[int, int]):
+        self.cameras, self.block, self.hw = list(cameras), int(block), tuple(hw)
+        shape = (SLOTS, len(self.cameras), self.block, *self.hw, 3)
+        self._mem = mmap.mmap(-1, int(np.prod(shape)))  # anonymous, MAP_SHARED: the child sees it
+        self.frames = np.frombuffer(self._mem, np.uint8).reshape(shape)
+        self.free = [ctx.Semaphore(1) for _ in range(SLOTS)]
+
+    def view(self, slot: int, n: int) -> dict[str, np.ndarray]:
+        """camera -> (n, H, W, 3) view of a slot."""
+        return {c: self.frames[slot, k, :n] for k, c in enumerate(self.cameras)}
+
+
+class WriterProcess:
+    """`DemoWriter(path, camera_names=..., **kwargs)` in a forked child; the methods the converter
+    uses. `image_hw` is the stored frame size (the mapping's `image_size`), `block` the most
+    steps handed over at once (the converter's `flush_every`)."""
+
+    def __init__(self, path: str | Path, camera_names: list[str], image_hw: tuple[int, int],
+                 block: int = 64, **kwargs):
+        self.path = Path(path)
+        self.tmp_path = DemoWriter.temporary_path(self.path)
+        ctx = multiprocessing.get_context("fork")  # instant, and the child needs nothing new
+        self._slots = _Slots(ctx, camera_names, block, image_hw)
+        self._next_slot = 0
+        self._conn, child = ctx.Pipe()
+        kwargs["camera_names"] = list(camera_names)
+        self._proc = ctx.Process(target=_serve, args=(child, self._conn, self._slots, self.path,
+                                                      self.tmp_path, kwargs),
+                                 name="act_bag_to_hdf5-writer", daemon=True)
+        self._proc.start()
+        child.close()
+        self._n = 0
+        self._episode: RemoteEpisode | None = None
+        self._closed = False
+        try:
+            self._call("ready")  # the child created the file (or says why it could not)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def num_demos(self) -> int:
+        """Episodes committed so far."""
+        return self._n
+
+    def begin_episode(self, attrs: dict | None = None, flush_every: int = 16) -> RemoteEpisode:
+        """Start an episode; see `DemoWriter.begin_episode`."""
+        if self._episode is not None:
+            raise LayoutError("DemoWriter: an episode is already open; commit() or discard() it first")
+        self._send(("begin", dict(attrs or {})))
+        self._episode = RemoteEpisode(self, min(max(1, int(flush_every)), self._slots.block))
+        return self._episode
+
+    def drop_demos_from(self, n: int) -> None:
+        """Remove demo_n and later (committed or open); see `DemoWriter.drop_demos_from`."""
+        if self._episode is not None:
+            self._episode._buf.clear()
+            self._episode = None
+        self._call("drop", int(n))
+        self._n = min(self._n, int(n))
+
+    def close(self) -> Path:
+        """Finish the file and rename it into place (in the child); waits for it."""
+        if self._episode is not None:
+            raise LayoutError("DemoWriter.close(): an episode is still open; commit() or discard() it")
+        self._call("close")
+        self._end()
+        return self.path
+
+    def abort(self) -> None:
+        """Close and remove the temporary file; the child ends. Raises nothing: it runs on the
+        way out of a failure, whose exception is the one to report."""
+        try:
+            if not self._closed:
+                self._conn.send(("abort",))
+                while self._conn.poll(30):  # earlier answers (an error already raised) come first
+                    ok, _ = self._conn.recv()
+                    if ok:
+                        break
+        except Exception:  # noqa: BLE001 - a dead child, a broken pipe: nothing left to tell
+            pass
+        finally:
+            self._end()
+            self.tmp_path.unlink(missing_ok=True)
+
+    # -- transport --------------------------------------------------------------------------
+    def _send(self, msg) -> None:
+        if self._closed:
+            raise LayoutError(f"{self.path}: the writer is closed")
+        if self._conn.poll():  # the child reported a failed write: raise it here
+            self._answer()
+        try:
+            self._conn.send(msg)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            self._gone()
+
+    def _call(self, *msg):
+        self._send(msg)
+        return self._answer()
+
+    def _answer(self):
+        try:
+            ok, value = self._conn.recv()
+        except (EOFError, ConnectionResetError):
+            self._gone()
+        if not ok:
+            raise value
+        return value
+
+    def _take_slot(self) -> int:
+        """A slot the child is done with (waits while it writes the other one)."""
+        k = self._next_slot
+        while not self._slots.free[k].acquire(timeout=0.5):
+            if not self._proc.is_alive():
+                self._gone()
+        self._next_slot = (k + 1) % SLOTS
+        return k
+
+    def _gone(self):
+        self._proc.join(timeout=5)
+        raise WriterGone(f"the writer process ended (exit code {self._proc.exitcode}) while writing "
+                         f"{self.tmp_path.name}")
+
+    def _end(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._conn.close()
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+
+
+class RemoteEpisode:
+    """The parent's side of `EpisodeAppender`: steps are checked and buffered here, sent in blocks."""
+
+    def __init__(self, writer: WriterProcess, flush_every: int):
+        self._w, self._flush_every = writer, flush_every
+        self._buf: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+        self._sent = 0
+
+    @property
+    def num_steps(self) -> int:
+        """Steps appended so far (sent or buffered)."""
+        return self._sent + len(self._buf)
+
+    def append(self, images: dict[str, np.ndarray], qpos, action) -> None:
+        """Add one step: images camera -> (H, W, 3) uint8, qpos (state_dim,), action (action_dim,).
+        The arrays are only referenced until the block is sent (the converter does not reuse them)."""
+        self._buf.append((images, np.asarray(qpos, dtype=np.float32).reshape(-1),
+                          np.asarray(action, dtype=np.float32).reshape(-1)))
+        if len(self._buf) >= self._flush_every:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        buf, self._buf = self._buf, []
+        slots, n = self._w._slots, len(buf)
+        for cam in buf[0][0]:
+            if cam not in slots.cameras:
+                raise LayoutError(f"camera '{cam}' is not one of the writer's {slots.cameras}")
+        k = self._w._take_slot()
+        try:
+            for cam, dst in slots.view(k, n).items():
+                for i, b in enumerate(buf):
+                    im = b[0][cam]
+                    if im.shape != (*slots.hw, 3) or im.dtype != np.uint8:
+                        raise LayoutError(f"camera '{cam}': image {im.shape} {im.dtype} at step "
+                                          f"{self._sent + i}, expected {(*slots.hw, 3)} uint8")
+                    dst[i] = im
+            qpos, actions = np.stack([b[1] for b in buf]), np.stack([b[2] for b in buf])
+        except BaseException:
+            slots.free[k].release()
+            raise
+        self._w._send(("steps", k, qpos, actions))
+        self._sent += n
+
+    def commit(self) -> int:
+        """Finish the episode; returns its index i (`demo_{i}`)."""
+        self._flush()
+        i = self._w._call("commit")
+        self._w._n = i + 1
+        self._w._episode = None
+        return i
+
+    def discard(self) -> None:
+        """Drop the episode: nothing of it stays in the file's demo list."""
+        self._buf.clear()
+        self._w._episode = None
+        self._w._call("discard")
+
+
+def _serve(conn, parent_end, slots: _Slots, path: Path, tmp_path: Path, kwargs: dict) -> None:
+    """The child: a DemoWriter driven by the parent's messages, until close, abort or EOF."""
+    parent_end.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    writer = episode = failed = None
+    try:
+        writer = DemoWriter(path, tmp_path=tmp_path, **kwargs)
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        failed = e
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone: leave nothing behind
+            msg = ("abort",)
+        op = msg[0]
+        try:
+            if op == "steps":  # the slot is the parent's again once written (or dropped)
+                k, qpos, actions = msg[1:]
+                try:
+                    if failed is None:
+                        episode.extend(slots.view(k, len(qpos)), qpos, actions)
+                finally:
+                    slots.free[k].release()
+                continue
+            if op == "abort":
+                try:
+                    if writer is not None:
+                        writer.abort()  # closing on a full disk can fail: the file goes anyway
+                finally:
+                    tmp_path.unlink(missing_ok=True)
+                    _reply(conn, True, None)
+                break
+            if failed is not None:  # blocks are dropped; every call gets the failure
+                if op not in ("steps", "begin"):
+                    _reply(conn, False, failed)
+                continue
+            if op == "ready":
+                _reply(conn, True, None)
+            elif op == "begin":
+                episode = writer.begin_episode(msg[1], flush_every=1)
+            elif op == "commit":
+                i = episode.commit()
+                episode = None
+                _reply(conn, True, i)
+            elif op == "discard":
+                if episode is not None:
+                    episode.discard()
+                episode = None
+                _reply(conn, True, None)
+            elif op == "drop":
+                writer.drop_demos_from(msg[1])
+                episode = None
+                _reply(conn, True, None)
+            elif op == "close":
+                writer.close()
+                _reply(conn, True, None)
+                break
+        except BaseException as e:  # noqa: BLE001 - the first failure is the parent's to raise
+            failed = e
+            _reply(conn, False, e)  # after steps/begin unasked: the parent polls before each send
+    conn.close()
+    os._exit(0)
+
+
+def _reply(conn, ok: bool, value) -> None:
+    try:
+        conn.send((ok, value))
+    except (BrokenPipeError, OSError):
+        pass
+    except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
+        conn.send((ok, OSError(str(value)) if isinstance(value, OSError) else RuntimeError(str(value))))

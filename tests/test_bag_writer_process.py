@@ -1,0 +1,126 @@
+"""The converter's HDF5 writer in its own process (`act_training.bags.writer_process`).
+
+Same file as writing in-process; a writer process that dies, or a converter that is killed,
+leaves no temporary file and no process behind; a failed write in the child is raised in the
+parent at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import psutil
+import pytest
+import yaml
+from act_training.bags.convert import BagError, convert_bags
+from act_training.bags.mapping import BagConfig
+from act_training.bags.writer_process import WriterProcess
+from bag_synth import base_config, write_bag
+from mirror_arm_sim.hdf5_layout import LayoutError, read_layout
+
+
+def _wait_for(cond, what: str, timeout: float = 60.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the converter ended ({proc.returncode}) before {what}: "
+                                 f"{proc.stderr.read()}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _start(tmp_path: Path, secs: float = 20.0):
+    bag = write_bag(tmp_path / "bag", duration_s=secs, size_hw=(240, 320), noise=True)
+    cfg = tmp_path / "map.yaml"
+    cfg.write_text(yaml.safe_dump(base_config(image_size=[96, 96])))
+    out = tmp_path / "out" / "demos.hdf5"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "act_training.bags.convert", str(bag),
+                             "--config", str(cfg), "--out", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the temporary file exists and holds frames: the writer process is writing
+    _wait_for(lambda: any(p.stat().st_size > 1 << 20 for p in out.parent.glob("demos.hdf5.tmp-*")),
+              "the first written frames", proc=proc)
+    return proc, out
+
+
+def test_the_file_is_the_one_written_in_process(tmp_path):
+    bag = write_bag(tmp_path / "bag", duration_s=3.0, size_hw=(120, 160), markers=[1.2])
+    cfg = BagConfig.from_dict(base_config(image_size=[48, 64], episodes={
+        "split": "marker", "marker_topic": "/episode", "min_length": 10}))
+    convert_bags([bag], cfg, tmp_path / "child.h5", progress=False, writer_process=True)
+    convert_bags([bag], cfg, tmp_path / "here.h5", progress=False, writer_process=False)
+    with h5py.File(tmp_path / "child.h5") as a, h5py.File(tmp_path / "here.h5") as b:
+        assert a.attrs["num_demos"] == b.attrs["num_demos"] == 2
+        assert dict(a.attrs).keys() == dict(b.attrs).keys()
+        for i in range(2):
+            assert dict(a[f"demo_{i}"].attrs) == dict(b[f"demo_{i}"].attrs)
+            for key in ("observations/image", "observations/qpos", "actions"):
+                np.testing.assert_array_equal(a[f"demo_{i}/{key}"][:], b[f"demo_{i}/{key}"][:])
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_rollback_and_a_wrong_frame_size_in_the_parent(tmp_path):
+    w = WriterProcess(tmp_path / "o.h5", camera_names=["top"], image_hw=(8, 8), block=4, joint_names=["a"])
+    img = np.zeros((8, 8, 3), np.uint8)
+    for n_steps in (6, 3):
+        ep = w.begin_episode({"k": n_steps}, flush_every=4)
+        for _ in range(n_steps):
+            ep.append({"top": img}, [1.0], [2.0])
+        ep.commit()
+    w.drop_demos_from(1)  # a skipped bag's episodes
+    ep = w.begin_episode({}, flush_every=4)
+    with pytest.raises(LayoutError, match=r"camera 'top': image \(9, 8, 3\)"):
+        for _ in range(4):
+            ep.append({"top": np.zeros((9, 8, 3), np.uint8)}, [1.0], [2.0])
+    ep.discard()
+    w.close()
+    info = read_layout(tmp_path / "o.h5")
+    assert info.num_demos == 1
+    with h5py.File(tmp_path / "o.h5") as f:
+        assert f["demo_0"].attrs["num_steps"] == 6 and f["demo_0/observations/qpos"].shape == (6, 1)
+    assert not list(tmp_path.glob("o.h5.tmp-*"))
+
+
+def test_a_writer_process_that_dies_is_one_error_line_and_no_file(tmp_path):
+    proc, out = _start(tmp_path)
+    child = psutil.Process(proc.pid).children()
+    assert len(child) == 1, child
+    child[0].kill()
+    _, err = proc.communicate(timeout=60)
+    lines = [ln for ln in err.splitlines() if not ln.startswith("WARNING:")]
+    assert proc.returncode == 2 and len(lines) == 1, err
+    assert "writer process ended" in lines[0] and str(out) in lines[0], lines[0]
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_killed_converter_leaves_no_writer_and_no_file(tmp_path):
+    proc, out = _start(tmp_path)
+    child = psutil.Process(proc.pid).children()[0]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # its end of the pipe closes: the writer removes the temporary file and exits
+    _wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, "the writer to end")
+    _wait_for(lambda: list(out.parent.iterdir()) == [], "the temporary file to go")
+
+
+def test_a_failed_write_is_raised_in_the_parent(tmp_path, monkeypatch):
+    """A write error in the child (here: a layout error on the child's side) ends the job with it."""
+    bag = write_bag(tmp_path / "bag", duration_s=2.0, size_hw=(48, 64))
+    cfg = BagConfig.from_dict(base_config(image_size=[24, 32]))
+    from mirror_arm_sim import hdf5_layout
+
+    def fail(self, *a):
+        raise OSError(28, "No space left on device (test)")
+
+    monkeypatch.setattr(hdf5_layout.EpisodeAppender, "extend", fail)  # inherited by the fork
+    with pytest.raises(BagError, match="disk full .* the temporary file was removed"):
+        convert_bags([bag], cfg, tmp_path / "o.h5", progress=False)
+    assert list(tmp_path.glob("o.h5*")) == []
