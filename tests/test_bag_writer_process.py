@@ -124,3 +124,15 @@ def test_a_failed_write_is_raised_in_the_parent(tmp_path, monkeypatch):
     with pytest.raises(BagError, match="disk full .* the temporary file was removed"):
         convert_bags([bag], cfg, tmp_path / "o.h5", progress=False)
     assert list(tmp_path.glob("o.h5*")) == []
+
+
+def test_a_file_the_child_cannot_create_is_raised_at_the_next_call(tmp_path):
+    (tmp_path / "afile").write_text("not a directory")
+    w = WriterProcess(tmp_path / "afile" / "o.h5", camera_names=["top"], image_hw=(8, 8), joint_names=["a"])
+    with pytest.raises(OSError):  # FileExistsError / NotADirectoryError from DemoWriter's mkdir
+        ep = w.begin_episode({})
+        ep.append({"top": np.zeros((8, 8, 3), np.uint8)}, [1.0], [2.0])
+        ep.commit()
+        w.close()
+    w.abort()
+    assert not w._proc.is_alive()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import errno
 import json
 import logging
@@ -818,7 +819,8 @@ def convert_bags(
                 pass
         # also when the interrupt landed while DemoWriter was creating the file
         tmp = DemoWriter.temporary_path(out)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. --out's directory is a file: the error is the cause's
+            tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):  # reading errors are BagError / BagCorrupt: this is the output
             raise _write_error(out, tmp, e) from None
         raise

@@ -5,9 +5,10 @@ a conversion; a thread cannot overlap it with reading the bag, a process can. `W
 forks a child that owns the `DemoWriter` and mirrors its interface in the parent. Steps are
 buffered and handed over in blocks of up to `block` steps: the frames are stacked straight into
 one of two slots of memory shared with the child (a pipe would cost ~2.7 ms a block of 64
-frames, as much as the writing it moves), the rest goes by pipe with no reply; a slot is reused
-once the child has written it. Everything that changes what the file holds (commit, discard,
-rollback, close, abort) is a call that waits for the child's answer. Nothing about the output's
+frames, as much as the writing it moves), the rest goes by pipe; a slot is reused once the child
+has written it. Creating the file, a block and a commit are not waited for (the child answers
+them only with a failure); discard, rollback, close and abort wait for the child's answer, and
+`close` (the rename) comes after everything before it succeeded. Nothing about the output's
 safety changes:
 
 - the temporary file is the parent's (`DemoWriter.temporary_path` in the parent), so the
@@ -36,6 +37,7 @@ class WriterGone(OSError):
 
 
 SLOTS = 2  # blocks in flight: one being written by the child, one being filled here
+UNANSWERED = ("begin", "steps", "commit")  # the child answers these only with a failure
 
 
 class _Slots:
@@ -75,12 +77,7 @@ class WriterProcess:
         child.close()
         self._n = 0
         self._episode: RemoteEpisode | None = None
-        self._closed = False
-        try:
-            self._call("ready")  # the child created the file (or says why it could not)
-        except BaseException:
-            self.abort()
-            raise
+        self._closed = False  # the child creates the file meanwhile; a failure comes as an answer
 
     @property
     def num_demos(self) -> int:
@@ -125,7 +122,7 @@ class WriterProcess:
             pass
         finally:
             self._end()
-            self.tmp_path.unlink(missing_ok=True)
+            _remove(self.tmp_path)
 
     # -- transport --------------------------------------------------------------------------
     def _send(self, msg) -> None:
@@ -222,10 +219,11 @@ class RemoteEpisode:
         self._sent += n
 
     def commit(self) -> int:
-        """Finish the episode; returns its index i (`demo_{i}`)."""
+        """Finish the episode; returns its index i (`demo_{i}`). Not waited for: a failure is
+        raised at the writer's next send or call (at the latest `close`, before the rename)."""
         self._flush()
-        i = self._w._call("commit")
-        self._w._n = i + 1
+        self._w._send(("commit",))
+        i, self._w._n = self._w._n, self._w._n + 1
         self._w._episode = None
         return i
 
@@ -244,8 +242,9 @@ def _serve(conn, parent_end, slots: _Slots, path: Path, tmp_path: Path, kwargs: 
     writer = episode = failed = None
     try:
         writer = DemoWriter(path, tmp_path=tmp_path, **kwargs)
-    except BaseException as e:  # noqa: BLE001 - reported to the parent
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, unasked
         failed = e
+        _reply(conn, False, e)
     while True:
         try:
             msg = conn.recv()
@@ -266,21 +265,18 @@ def _serve(conn, parent_end, slots: _Slots, path: Path, tmp_path: Path, kwargs: 
                     if writer is not None:
                         writer.abort()  # closing on a full disk can fail: the file goes anyway
                 finally:
-                    tmp_path.unlink(missing_ok=True)
+                    _remove(tmp_path)
                     _reply(conn, True, None)
                 break
-            if failed is not None:  # blocks are dropped; every call gets the failure
-                if op not in ("steps", "begin"):
+            if failed is not None:  # messages are dropped; every call gets the failure
+                if op not in UNANSWERED:
                     _reply(conn, False, failed)
                 continue
-            if op == "ready":
-                _reply(conn, True, None)
-            elif op == "begin":
+            if op == "begin":
                 episode = writer.begin_episode(msg[1], flush_every=1)
             elif op == "commit":
-                i = episode.commit()
+                episode.commit()
                 episode = None
-                _reply(conn, True, i)
             elif op == "discard":
                 if episode is not None:
                     episode.discard()
@@ -296,7 +292,7 @@ def _serve(conn, parent_end, slots: _Slots, path: Path, tmp_path: Path, kwargs: 
                 break
         except BaseException as e:  # noqa: BLE001 - the first failure is the parent's to raise
             failed = e
-            _reply(conn, False, e)  # after steps/begin unasked: the parent polls before each send
+            _reply(conn, False, e)  # unasked after UNANSWERED ones: the parent polls before each send
     conn.close()
     os._exit(0)
 
@@ -308,3 +304,11 @@ def _reply(conn, ok: bool, value) -> None:
         pass
     except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
         conn.send((ok, OSError(str(value)) if isinstance(value, OSError) else RuntimeError(str(value))))
+
+
+def _remove(path: Path) -> None:
+    """Remove a temporary file if it is there; never raises (it runs on the way out of a failure)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
