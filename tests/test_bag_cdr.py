@@ -124,6 +124,26 @@ def test_joint_names_of_a_changed_list_are_read_again():
         assert list(cdr.joint_state(raw).name) == names
 
 
+def test_a_stream_of_joint_states_reads_right_when_only_values_or_counts_change():
+    """The layout of the last message is reused for the next one only where it is the same."""
+    H, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    JS = T["sensor_msgs/msg/JointState"]
+
+    def js(k, names, counts, frame="base"):
+        arr = [np.arange(n, dtype=float) + k + 0.5 * i for i, n in enumerate(counts)]
+        return JS(header=H(stamp=Time(sec=k, nanosec=7 * k), frame_id=frame), name=names, position=arr[0],
+                  velocity=arr[1], effort=arr[2])
+
+    seq = [js(k, ["a1", "b2"], (2, 2, 2)) for k in range(3)]
+    # other names of the same length; then the same message length with the values moved
+    # between the three arrays ((2, 2, 2) and (1, 2, 3) are 116 bytes here, (2, 0, 2) and (1, 1, 2) 92)
+    seq += [js(3, ["a1", "b3"], (2, 2, 2)), js(4, ["a1", "b3"], (1, 2, 3)), js(5, ["a1", "b3"], (2, 0, 2)),
+            js(6, ["a1", "b3"], (1, 1, 2)), js(7, ["a1", "b3"], (1, 1, 2), frame="bass")]
+    for msg in seq:
+        raw = _raw(msg, cdr.JOINT_STATE)
+        assert same_message(cdr.joint_state(raw), TS.deserialize_cdr(raw, cdr.JOINT_STATE)), msg
+
+
 def test_source_falls_back_to_rosbags_for_big_endian_and_for_a_bag_s_own_definition(tmp_path):
     rng = np.random.default_rng(1)
     msg = _joint_state(rng, ["a", "b"])

@@ -25,7 +25,7 @@ from pathlib import Path
 # Imported here, not per bag: with the base message types (~0.1 s) they are the converter's
 # start-up, paid once for a multi-bag job.
 import rosbags.typesys.stores.ros2_kilted  # noqa: F401
-from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat
+from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat, Nodetype
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
@@ -135,6 +135,31 @@ def _kilted_store():
     return get_typestore(Stores.ROS2_KILTED)
 
 
+def _is_standard(conn) -> bool:
+    """Does the connection record (RIHS01 hash) the ROS 2 Kilted definition of its type?"""
+    digest = getattr(conn, "digest", "") or ""
+    std = _kilted_store()
+    return (digest.startswith("RIHS01_") and conn.msgtype in std.fielddefs
+            and std.hash_rihs01(conn.msgtype) == digest)
+
+
+def _closure(fielddefs: dict, msgtype: str) -> dict:
+    """msgtype's field definitions and those of every type it holds."""
+    out: dict = {}
+    todo = [msgtype]
+    while todo:
+        t = todo.pop()
+        if t in out:
+            continue
+        out[t] = fielddefs[t]
+        for _, desc in fielddefs[t][1]:
+            while desc[0] in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+                desc = desc[1][0]
+            if desc[0] == Nodetype.NAME:
+                todo.append(desc[1])
+    return out
+
+
 def _build_typestore(bag: Path, wanted, others) -> tuple[object, list[str], list[str]]:
     """Type store from the wanted connections' definitions; (store, skipped others, warnings)."""
     typs: dict = {}
@@ -142,6 +167,9 @@ def _build_typestore(bag: Path, wanted, others) -> tuple[object, list[str], list
     kilted = None
     for c in wanted:
         if c.msgtype in typs:
+            continue
+        if _is_standard(c):  # the recorded hash says: ROS 2's own definition, no need to parse it
+            typs.update(_closure(_kilted_store().fielddefs, c.msgtype))
             continue
         why = "the bag has no definition"
         if c.msgdef.format != MessageDefinitionFormat.NONE and c.msgdef.data.strip():
