@@ -91,7 +91,10 @@ class DemoWriter:
         self.joint_names = list(joint_names)
         self.action_names = list(action_names or joint_names)
         self.compression = compression
-        self._f = h5py.File(self.tmp_path, "w")
+        # A small chunk cache: frames are written once, a whole chunk each, so a large cache only
+        # defers their compression to the episode's flush (15 ms of a 500-step episode's 35 ms,
+        # all of it spent while the producer waits for the commit).
+        self._f = h5py.File(self.tmp_path, "w", rdcc_nbytes=64 << 10)
         self._n = 0
         self._hw: tuple[int, int] | None = None
         self._open_episode: EpisodeAppender | None = None
