@@ -68,7 +68,7 @@ def test_the_file_is_the_one_written_in_process(tmp_path):
 
 
 def test_rollback_and_a_wrong_frame_size_in_the_parent(tmp_path):
-    w = WriterProcess(tmp_path / "o.h5", camera_names=["top"], image_hw=(8, 8), block=4, joint_names=["a"])
+    w = WriterProcess(["top"], (8, 8), block=4).open(tmp_path / "o.h5", joint_names=["a"])
     img = np.zeros((8, 8, 3), np.uint8)
     for n_steps in (6, 3):
         ep = w.begin_episode({"k": n_steps}, flush_every=4)
@@ -128,11 +128,22 @@ def test_a_failed_write_is_raised_in_the_parent(tmp_path, monkeypatch):
 
 def test_a_file_the_child_cannot_create_is_raised_at_the_next_call(tmp_path):
     (tmp_path / "afile").write_text("not a directory")
-    w = WriterProcess(tmp_path / "afile" / "o.h5", camera_names=["top"], image_hw=(8, 8), joint_names=["a"])
-    with pytest.raises(OSError):  # FileExistsError / NotADirectoryError from DemoWriter's mkdir
+    w = WriterProcess(["top"], (8, 8)).open(tmp_path / "afile" / "o.h5", joint_names=["a"])
+    with pytest.raises(OSError):  # FileExistsError / NotADirectoryError from DemoWriter's mkdir, unasked
         ep = w.begin_episode({})
         ep.append({"top": np.zeros((8, 8, 3), np.uint8)}, [1.0], [2.0])
         ep.commit()
         w.close()
     w.abort()
     assert not w._proc.is_alive()
+
+
+def test_a_writer_that_is_never_opened_ends_with_the_converter(tmp_path):
+    """The CLI forks its writer before it knows the job is valid: a job refused up front ends it."""
+    cfg = tmp_path / "map.yaml"
+    cfg.write_text(yaml.safe_dump(base_config()))
+    proc = subprocess.run([sys.executable, "-m", "act_training.bags.convert", str(tmp_path / "missing"),
+                           "--config", str(cfg), "--out", str(tmp_path / "o.h5"), "--no-progress"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "bag not found" in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == [cfg]

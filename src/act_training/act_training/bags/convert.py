@@ -739,7 +739,7 @@ def convert_bags(
     jobs: int | None = None,
     skip_bad_bags: bool = False,
     report: ConvertReport | None = None,
-    writer_process: bool = True,
+    writer_process: bool | WriterProcess = True,
 ) -> ConvertReport:
     """Convert `bags` into one HDF5 file at `out` (atomically). Raises BagError naming the bag.
 
@@ -748,7 +748,8 @@ def convert_bags(
     skip_bad_bags: a bag that fails contributes nothing and is listed in `report.skipped`.
     report: filled in as the conversion goes (`written` turns true right after the rename).
     writer_process: write the HDF5 file (LZF compression included) in a forked child on the other
-        core (`bags.writer_process`); False writes in this process.
+        core (`bags.writer_process`): True forks it here, a `WriterProcess` (not opened yet) is
+        used as given; False writes in this process.
     """
     bags = [Path(b) for b in bags]
     out = Path(out)
@@ -770,18 +771,17 @@ def convert_bags(
     writer = pool = None
     try:
         # the writer first: its process is forked before this one starts any thread
-        child = writer_process and hasattr(os, "fork")
-        writer = (WriterProcess if child else DemoWriter)(
-            out,
-            camera_names=[c.name for c in cfg.cameras],
-            **({"image_hw": cfg.image_size, "block": WRITE_BATCH} if child else {}),
-            joint_names=cfg.joint_names,
-            action_names=cfg.action_names,
-            control_hz=cfg.control_hz,
-            arm=cfg.arm,
-            source="rosbag: " + ", ".join(str(b) for b in bags),
-            extra_attrs={"bag_config": json.dumps(cfg.to_dict())},
-        )
+        cameras = [c.name for c in cfg.cameras]
+        file_kw = dict(joint_names=cfg.joint_names, action_names=cfg.action_names, control_hz=cfg.control_hz,
+                       arm=cfg.arm, source="rosbag: " + ", ".join(str(b) for b in bags),
+                       extra_attrs={"bag_config": json.dumps(cfg.to_dict())})
+        if writer_process is True and hasattr(os, "fork"):
+            writer_process = WriterProcess(cameras, cfg.image_size, WRITE_BATCH)
+        if isinstance(writer_process, WriterProcess):
+            writer = writer_process
+            writer.open(out, **file_kw)
+        else:
+            writer = DemoWriter(out, camera_names=cameras, **file_kw)
         pool = ThreadPoolExecutor(jobs, thread_name_prefix="bag-frames") if jobs > 1 else None
         conv = BagConverter(cfg, writer, report, progress=progress, pool=pool, pool_for_raw=explicit_jobs)
         for b in bags:
@@ -889,11 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     sys.unraisablehook = _quiet_unraisable
-    if args.jobs is None or args.jobs > 1:
-        import torch  # the pipeline's resize: one torch thread per frame worker, not 2 x jobs
-
-        torch.set_num_threads(1)
-    rep = None
+    rep = server = None
     try:
         overrides = dict(parse_override(s) for s in args.set)
         if args.control_hz is not None:
@@ -903,9 +899,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.min_length is not None:
             overrides["episodes.min_length"] = args.min_length
         cfg = BagConfig.load(args.config, overrides)
+        if hasattr(os, "fork"):  # forked now, while this process is small (no torch yet)
+            server = WriterProcess([c.name for c in cfg.cameras], cfg.image_size, WRITE_BATCH)
+        import torch  # the pipeline's resize (`bags.frames`); start-up, not conversion
+
+        if args.jobs is None or args.jobs > 1:
+            torch.set_num_threads(1)  # one torch thread per frame worker, not 2 x jobs
         rep = ConvertReport(out=Path(args.out))
         convert_bags(args.bags, cfg, args.out, progress=not args.no_progress, overwrite=args.overwrite,
-                     jobs=args.jobs, skip_bad_bags=args.skip_bad_bags, report=rep)
+                     jobs=args.jobs, skip_bad_bags=args.skip_bad_bags, report=rep,
+                     writer_process=server if server is not None else True)
         if _RECEIVED_SIGNALS:
             raise Interrupted(_RECEIVED_SIGNALS[0])
     except (BagError, BagConfigError) as e:
@@ -926,6 +929,9 @@ def main(argv: list[str] | None = None) -> int:
             print("act_bag_to_hdf5: interrupted; no output written (an existing --out is unchanged)",
                   file=sys.stderr)
         return 128 + signum
+    finally:
+        if server is not None:  # ends it if convert_bags never opened it (e.g. a bag not found)
+            server.abort()
     skipped = "".join(f"\nskipped {b}: {why}" for b, why in rep.skipped)
     print(
         f"wrote {rep.out}: {rep.episodes} episodes, {rep.steps} steps from {len(rep.per_bag)} bag(s), "

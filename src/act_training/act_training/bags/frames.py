@@ -15,11 +15,12 @@ JPEG's SOF header, so every frame of a stream takes the same path.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
 from act_training.bags.reader import BagError
-from act_training.runtime.pipeline import ResizeStep
 from act_training.runtime.sensors import SUPPORTED_ENCODINGS, InputError, decode_image
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -34,7 +35,16 @@ class BadMessage(BagError):
 
 def resize_frame(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """The pipeline's one resize (`runtime.pipeline.ResizeStep.uint8`) to (H, W); uint8."""
-    return ResizeStep(tuple(size_hw)).uint8(img)
+    return _resize_step(tuple(size_hw)).uint8(img)
+
+
+@functools.cache
+def _resize_step(size_hw: tuple[int, int]):
+    # imported here, not with the module: the converter's CLI forks its writer process before
+    # torch (the pipeline's resize) is loaded, so the fork copies a small process
+    from act_training.runtime.pipeline import ResizeStep
+
+    return ResizeStep(size_hw)
 
 
 def jpeg_size(data: np.ndarray) -> tuple[int, int] | None:

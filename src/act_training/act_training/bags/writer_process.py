@@ -37,7 +37,7 @@ class WriterGone(OSError):
 
 
 SLOTS = 2  # blocks in flight: one being written by the child, one being filled here
-UNANSWERED = ("begin", "steps", "commit")  # the child answers these only with a failure
+UNANSWERED = ("open", "begin", "steps", "commit")  # the child answers these only with a failure
 
 
 class _Slots:
@@ -57,27 +57,37 @@ class _Slots:
 
 
 class WriterProcess:
-    """`DemoWriter(path, camera_names=..., **kwargs)` in a forked child; the methods the converter
-    uses. `image_hw` is the stored frame size (the mapping's `image_size`), `block` the most
-    steps handed over at once (the converter's `flush_every`)."""
+    """A forked child that will hold a `DemoWriter`; the methods the converter uses.
 
-    def __init__(self, path: str | Path, camera_names: list[str], image_hw: tuple[int, int],
-                 block: int = 64, **kwargs):
-        self.path = Path(path)
-        self.tmp_path = DemoWriter.temporary_path(self.path)
+    `WriterProcess(camera_names, image_hw, block)` forks (the sooner, the smaller the process
+    copied: the converter's CLI starts it before it imports torch); `open(path, **kwargs)` then
+    has the child create `DemoWriter(path, camera_names=..., **kwargs)`. `image_hw` is the
+    stored frame size (the mapping's `image_size`), `block` the most steps handed over at once
+    (the converter's `flush_every`)."""
+
+    def __init__(self, camera_names: list[str], image_hw: tuple[int, int], block: int = 64):
+        self.camera_names = list(camera_names)
+        self.path: Path | None = None
+        self.tmp_path: Path | None = None
         ctx = multiprocessing.get_context("fork")  # instant, and the child needs nothing new
         self._slots = _Slots(ctx, camera_names, block, image_hw)
         self._next_slot = 0
         self._conn, child = ctx.Pipe()
-        kwargs["camera_names"] = list(camera_names)
-        self._proc = ctx.Process(target=_serve, args=(child, self._conn, self._slots, self.path,
-                                                      self.tmp_path, kwargs),
+        self._proc = ctx.Process(target=_serve, args=(child, self._conn, self._slots),
                                  name="act_bag_to_hdf5-writer", daemon=True)
         self._proc.start()
         child.close()
         self._n = 0
         self._episode: RemoteEpisode | None = None
-        self._closed = False  # the child creates the file meanwhile; a failure comes as an answer
+        self._closed = False
+
+    def open(self, path: str | Path, **kwargs) -> WriterProcess:
+        """Have the child create the file (not waited for: a failure is raised at the next send
+        or call). The temporary file is this process's `DemoWriter.temporary_path(path)`."""
+        self.path = Path(path)
+        self.tmp_path = DemoWriter.temporary_path(self.path)
+        self._send(("open", self.path, self.tmp_path, {**kwargs, "camera_names": self.camera_names}))
+        return self
 
     @property
     def num_demos(self) -> int:
@@ -122,7 +132,8 @@ class WriterProcess:
             pass
         finally:
             self._end()
-            _remove(self.tmp_path)
+            if self.tmp_path is not None:
+                _remove(self.tmp_path)
 
     # -- transport --------------------------------------------------------------------------
     def _send(self, msg) -> None:
@@ -159,8 +170,8 @@ class WriterProcess:
 
     def _gone(self):
         self._proc.join(timeout=5)
-        raise WriterGone(f"the writer process ended (exit code {self._proc.exitcode}) while writing "
-                         f"{self.tmp_path.name}")
+        what = f"while writing {self.tmp_path.name}" if self.tmp_path is not None else "before writing"
+        raise WriterGone(f"the writer process ended (exit code {self._proc.exitcode}) {what}")
 
     def _end(self) -> None:
         if self._closed:
@@ -234,17 +245,12 @@ class RemoteEpisode:
         self._w._call("discard")
 
 
-def _serve(conn, parent_end, slots: _Slots, path: Path, tmp_path: Path, kwargs: dict) -> None:
+def _serve(conn, parent_end, slots: _Slots) -> None:
     """The child: a DemoWriter driven by the parent's messages, until close, abort or EOF."""
     parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    writer = episode = failed = None
-    try:
-        writer = DemoWriter(path, tmp_path=tmp_path, **kwargs)
-    except BaseException as e:  # noqa: BLE001 - reported to the parent, unasked
-        failed = e
-        _reply(conn, False, e)
+    writer = episode = failed = tmp_path = None
     while True:
         try:
             msg = conn.recv()
@@ -265,14 +271,18 @@ def _serve(conn, parent_end, slots: _Slots, path: Path, tmp_path: Path, kwargs: 
                     if writer is not None:
                         writer.abort()  # closing on a full disk can fail: the file goes anyway
                 finally:
-                    _remove(tmp_path)
+                    if tmp_path is not None:
+                        _remove(tmp_path)
                     _reply(conn, True, None)
                 break
             if failed is not None:  # messages are dropped; every call gets the failure
                 if op not in UNANSWERED:
                     _reply(conn, False, failed)
                 continue
-            if op == "begin":
+            if op == "open":
+                path, tmp_path, kwargs = msg[1:]
+                writer = DemoWriter(path, tmp_path=tmp_path, **kwargs)
+            elif op == "begin":
                 episode = writer.begin_episode(msg[1], flush_every=1)
             elif op == "commit":
                 episode.commit()
