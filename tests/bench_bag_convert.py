@@ -41,10 +41,10 @@ def convert_peak_rss(bag: Path | list[Path], cfg: Path, out: Path) -> tuple[floa
     """Run `act_bag_to_hdf5` on `bag` (one or several, one job): (wall s of the whole process, peak
     memory MiB, the conversion's own seconds from its summary line, i.e. without the start-up).
 
-    Peak memory is the converter's peak RSS (sampled every 10 ms) plus its writer process's peak
-    USS (the memory only it uses, sampled every 100 ms: reading it costs ~10 ms). The writer is
-    forked, so its RSS would count the pages it shares with the converter a second time; the sum
-    of the two peaks is at least the peak of the sum."""
+    Peak memory is the converter's peak RSS plus its writer process's peak RSS, each sampled every
+    10 ms (`memory_info`: cheap; USS or PSS would walk the page tables, ~10 ms of a core the
+    conversion uses). The writer is forked from the converter before torch is imported, so the
+    sum counts the pages they share (Python, numpy, h5py: tens of MiB) twice: an upper bound."""
     bags = [str(b) for b in (bag if isinstance(bag, list) else [bag])]
     t = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "act_training.bags.convert", *bags, "--config", str(cfg),
@@ -55,10 +55,10 @@ def convert_peak_rss(bag: Path | list[Path], cfg: Path, out: Path) -> tuple[floa
         try:
             peak = max(peak, ps.memory_info().rss)
             k += 1
-            if k % 10 == 0:
-                writer = writer or next(iter(ps.children()), None)
-                if writer is not None:
-                    writer_peak = max(writer_peak, writer.memory_full_info().uss)
+            if writer is None and k % 10 == 1:  # children() scans /proc: not every sample
+                writer = next(iter(ps.children()), None)
+            if writer is not None:
+                writer_peak = max(writer_peak, writer.memory_info().rss)
         except psutil.NoSuchProcess:
             if not ps.is_running():
                 break
