@@ -80,7 +80,8 @@ def image_to_rgb(msg, topic: str) -> np.ndarray:
         raise BagError(f"{topic}: unsupported image encoding '{msg.encoding}' (supported: "
                        f"{sorted(SUPPORTED_ENCODINGS)} and CompressedImage jpeg/png)")
     try:
-        return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        # a view of the message's bytes where it can be: the resize makes the stored frame
+        return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, copy=False)
     except InputError as e:
         raise BadMessage(f"{topic}: Image {msg.width}x{msg.height}: {e}") from None
 

@@ -16,6 +16,8 @@ in joint units (rad, m) on the robot side and normalised on the network side.
 
 from __future__ import annotations
 
+import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -118,7 +120,7 @@ class ResizeStep:
         """uint8 (..., H, W, 3) frame(s) -> uint8 (..., h, w, 3): the same resize, kept as bytes
         (what the bag converter stores; `__call__` of the result is exactly `__call__` of the input)."""
         image = np.ascontiguousarray(image, dtype=np.uint8)
-        x = torch.from_numpy(image)
+        x = torch.from_numpy(image) if image.flags.writeable else _from_readonly(image)
         x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2)
         if not self._resizes(x):
             return image
@@ -132,6 +134,26 @@ class ResizeStep:
         """uint8 (N, 3, H, W) -> uint8 (N, 3, h, w), torch's uint8 antialiased-bilinear kernel."""
         return F.interpolate(x.contiguous(memory_format=torch.channels_last), size=tuple(self.size),
                              mode="bilinear", align_corners=False, antialias=True)
+
+
+_readonly_lock = threading.Lock()
+_readonly_seen = False
+
+
+def _from_readonly(image: np.ndarray) -> torch.Tensor:
+    """torch.from_numpy of a read-only array that is only read (a view of a recorded message).
+
+    torch warns once per process that such tensors must not be written; the resize never writes
+    them, so the first call takes the warning silently (torch then never repeats it, for any
+    caller in the process). The lock keeps `catch_warnings` to one thread."""
+    global _readonly_seen
+    if _readonly_seen:
+        return torch.from_numpy(image)
+    with _readonly_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch.from_numpy(image)
+        _readonly_seen = True
+    return x
 
 
 @dataclass(frozen=True)

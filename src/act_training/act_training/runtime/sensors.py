@@ -38,10 +38,12 @@ SUPPORTED_ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
 }
 
 
-def decode_image(encoding: str, height: int, width: int, step: int, data) -> np.ndarray:
+def decode_image(encoding: str, height: int, width: int, step: int, data, copy: bool = True) -> np.ndarray:
     """Decode `sensor_msgs/Image` fields into a fresh uint8 (H, W, 3) RGB array.
 
     `data` may be bytes, a bytearray, an array.array or a numpy array (rclpy gives array.array).
+    `copy=False` returns a (possibly read-only, strided) view of `data` where no channel
+    conversion is needed (rgb8): for a caller that only reads it, once (the bag converter's resize).
     """
     enc = str(encoding).lower()
     if enc not in SUPPORTED_ENCODINGS:
@@ -63,7 +65,7 @@ def decode_image(encoding: str, height: int, width: int, step: int, data) -> np.
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
     img = rows.reshape(h, w, channels)
     if channels == 3 and order == (0, 1, 2):
-        return img.copy()  # rgb8: one plain copy (a channel gather costs ~25x more per frame)
+        return img.copy() if copy else img  # rgb8: one plain copy (a channel gather costs ~25x more)
     return img.take(list(order), axis=2)  # a fresh C-contiguous array
 
 
