@@ -130,7 +130,7 @@ class JointExtractor:
         s = self.s
         if self.msgtype == JOINT_STATE:
             vals = np.asarray(getattr(msg, s.field), dtype=np.float64)
-            idx = self._by_name(list(msg.name), "JointState.name")
+            idx = self._by_name(msg.name, "JointState.name")
             if vals.size < len(msg.name):
                 raise BadMessage(
                     f"{s.topic}: JointState has {len(msg.name)} names but {vals.size} {s.field} values, "
@@ -584,8 +584,11 @@ class BagConverter:
             if final:
                 if t > self.now + self.period:
                     return
-            elif not all(s.ready(t, self.now) for s in self.streams):
-                return
+            else:  # all(s.ready(t, now)), inlined: this runs for every message
+                now = self.now
+                for s in self.streams:
+                    if not ((s.pending and s.pending[-1][0] > t) or now > t + s.slack_ns):
+                        return
             self.next_t = t + self.period
             self._step(t)
             if self.state in (WAIT, STALE, SKIP):
