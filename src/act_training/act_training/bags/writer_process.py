@@ -115,7 +115,7 @@ class WriterProcess:
         if self._episode is not None:
             raise LayoutError("DemoWriter.close(): an episode is still open; commit() or discard() it")
         self._call("close")
-        self._end()
+        self._end(wait=False)
         return self.path
 
     def abort(self) -> None:
@@ -173,11 +173,13 @@ class WriterProcess:
         what = f"while writing {self.tmp_path.name}" if self.tmp_path is not None else "before writing"
         raise WriterGone(f"the writer process ended (exit code {self._proc.exitcode}) {what}")
 
-    def _end(self) -> None:
+    def _end(self, wait: bool = True) -> None:
         if self._closed:
             return
         self._closed = True
         self._conn.close()
+        if not wait:  # it answered its last call and is exiting (~20 ms): reaped by multiprocessing
+            return
         self._proc.join(timeout=30)
         if self._proc.is_alive():
             self._proc.kill()
