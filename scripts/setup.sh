@@ -22,11 +22,20 @@ pip_install() {
   local logf="$VENV/pip-$label.log"
   if ! "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" >"$logf" 2>&1; then
     grep -v "is ignored" "$logf" | tail -15 >&2
+    if grep -q "No space left on device" "$logf"; then
+      die "could not install $label: the disk is full ($(free_gib "$VENV") GiB left on the file system of \
+$VENV; the venv needs about ${NEED_GIB} GiB). Free space and run make setup again. Full log: $logf"
+    fi
     die "could not install $label ($*). If the lines above mention a connection or index error, \
 this machine cannot reach the package registry (PyPI): connect it or configure a mirror \
 (PIP_INDEX_URL). Full log: $logf"
   fi
 }
+
+# The venv holds torch's CUDA build (docs/install.md): about 6.5 GiB installed, and pip unpacks
+# wheels in a temporary directory on top of that.
+NEED_GIB=8
+free_gib() { df -Pk "$1" 2>/dev/null | awk 'NR==2 {printf "%.1f", $4 / 1048576}'; }
 
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
@@ -62,6 +71,11 @@ fi
 h=$(hash_of requirements.txt)
 if ! stamp_ok python-deps "$h"; then
   log "installing Python dependencies (requirements.txt; torch is large, first run takes minutes)"
+  left=$(free_gib "$VENV")
+  if [ -n "$left" ] && awk -v l="$left" -v n="$NEED_GIB" 'BEGIN { exit !(l < n) }'; then
+    die "only $left GiB free on the file system of $VENV; installing requirements.txt needs about \
+$NEED_GIB GiB (torch's CUDA build). Free space and run make setup again."
+  fi
   pip_install python-deps -r requirements.txt
   "$VENV/bin/python" -c "import torch, torchvision, mujoco, h5py, cv2, rosbags, gymnasium" \
     || die "Python dependencies installed but do not import (see the traceback above)"
