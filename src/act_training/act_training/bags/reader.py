@@ -17,7 +17,9 @@ What real recordings hold and rosbags' own `AnyReader` refuses:
 from __future__ import annotations
 
 import functools
+import mmap
 import re
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,9 @@ from pathlib import Path
 import rosbags.typesys.stores.ros2_kilted  # noqa: F401
 from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat, Nodetype
 from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.reader import DirectoryReader
+from rosbags.rosbag2.storage_mcap import McapReader
+from rosbags.rosbag2.storage_mcap import decompress as mcap_decompress
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
 from act_training.bags import cdr
@@ -73,6 +78,16 @@ class BagSource:
         if self.recovered:
             yield from _scan_mcap_messages(self._files, {c.topic for c in self._conns})
             return
+        storages = _indexed_mcap_storages(self._reader)
+        if storages is not None:
+            try:
+                for st in storages:
+                    yield from _mcap_chunk_messages(st, {c.topic for c in self._conns})
+            except BagCorrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - as below: a broken chunk ends the readable part
+                raise BagCorrupt(e) from None
+            return
         it = self._reader.messages(connections=self._conns)
         while True:
             try:
@@ -103,7 +118,7 @@ class BagSource:
                 return fast(raw)
             except cdr.NotFast:
                 pass
-        return self.typestore.deserialize_cdr(raw, msgtype)
+        return self.typestore.deserialize_cdr(bytes(raw), msgtype)
 
     def _standard(self, msgtype: str) -> bool:
         """Are msgtype and the types it holds defined here as in ROS 2 (what `cdr` reads)?"""
@@ -237,6 +252,101 @@ def open_bag(path: Path, topics: list[str]) -> tuple[BagSource, list[str]]:
         raise
     src = BagSource(path, have, store, skipped, _reader=reader, _conns=wanted)
     return src, notes
+
+
+# ----------------------------------------------------------------------------------------------
+# indexed mcap: the chunks read in place
+#
+# rosbags reads an mcap chunk by chunk into BytesIO objects, a dozen small reads and a copy per
+# message. Here the file is mapped and each message is a memoryview of its chunk: an
+# uncompressed chunk is never copied (the pipeline resizes a frame straight from the page cache).
+# The order is rosbags': by log time, ties in chunk then record order. That is a sequential scan
+# when the chunks, taken in file order, do not overlap in time, the case of every rosbag2
+# recording; other files go through rosbags.
+
+_MESSAGE = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
+_U64 = struct.Struct("<Q")
+_U32 = struct.Struct("<I")
+
+
+def _indexed_mcap_storages(reader) -> list | None:
+    """The reader's mcap files if each can be read chunk by chunk in file order, else None."""
+    st = getattr(reader, "storage", None)
+    if isinstance(st, McapReader):
+        storages = [st]
+    elif isinstance(st, DirectoryReader) and not st.metadata.compression_mode:
+        storages = st.storages
+    else:
+        return None
+    for s in storages:
+        if not isinstance(s, McapReader) or not s.chunks or s.bio is None:
+            return None
+        prev = None
+        for c in sorted(s.chunks, key=lambda c: c.chunk_start_offset):
+            if c.compression not in ("", "zstd", "lz4") or (prev is not None and c.message_start_time
+                                                              < prev.message_end_time):
+                return None
+            prev = c
+    return storages
+
+
+def _mcap_chunk_messages(storage, topics: set[str]) -> Iterator[tuple[str, int, memoryview]]:
+    """(topic, log time, message bytes) of one indexed mcap file, in rosbags' order."""
+    chans = {c.id: c.topic for c in storage.connections if c.topic in topics}
+    if not chans:
+        return
+    fh = storage.bio
+    size = fh.seek(0, 2)
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    view = memoryview(mm)
+    try:
+        for c in sorted(storage.chunks, key=lambda c: c.chunk_start_offset):
+            if not any(c.channel_count.get(i) for i in chans):
+                continue
+            at = c.chunk_start_offset + 9 + 40 + len(c.compression)  # see rosbags' msgsrc
+            if at + c.compressed_size > size:
+                raise BagCorrupt(EOFError(f"chunk at byte {c.chunk_start_offset} runs past the end "
+                                          f"of {Path(storage.path).name} ({size} bytes)"))
+            (crc,) = _U32.unpack_from(view, c.chunk_start_offset + 9 + 24)
+            data = mcap_decompress(view[at:at + c.compressed_size], c.compression,
+                                   c.uncompressed_size, crc)
+            yield from _chunk_records(memoryview(data), chans, c.message_start_time,
+                                      c.message_end_time)
+    finally:
+        del view
+        try:
+            mm.close()
+        except BufferError:  # frames still held downstream keep the map alive; freed with them
+            pass
+
+
+def _chunk_records(data: memoryview, chans: dict[int, str], start: int, end: int) -> list:
+    """(topic, log time, bytes) of the chunk's wanted Message records, sorted by log time (stable)."""
+    out = []
+    pos, n = 0, len(data)
+    unpack_u64, unpack_msg = _U64.unpack_from, _MESSAGE.unpack_from
+    while pos < n:
+        if pos + 9 > n:
+            raise BagCorrupt(EOFError(f"truncated record header at byte {pos} of a chunk"))
+        op = data[pos]
+        (length,) = unpack_u64(data, pos + 1)
+        body, pos = pos + 9, pos + 9 + length
+        if pos > n:
+            raise BagCorrupt(EOFError(f"record of {length} bytes at byte {body - 9} of a chunk runs "
+                                      f"past its end ({n} bytes)"))
+        if op == 0x05:
+            if length < 22:
+                raise BagCorrupt(ValueError(f"invalid message record length {length}"))
+            cid, _, t, _ = unpack_msg(data, body)
+            topic = chans.get(cid)
+            if topic is not None and start <= t <= end:
+                out.append((topic, t, data[body + 22:pos]))
+    out.sort(key=_log_time)
+    return out
+
+
+def _log_time(m: tuple) -> int:
+    return m[1]
 
 
 # ----------------------------------------------------------------------------------------------
