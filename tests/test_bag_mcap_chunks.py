@@ -125,7 +125,7 @@ def test_chunk_failing_its_crc_ends_the_readable_part(plain, tmp_path):
     src, _ = open_bag(f, TOPICS)
     seen = []
     with pytest.raises(BagCorrupt):
-        for topic, rx, _ in src.messages():
+        for _topic, rx, _ in src.messages():
             seen.append(rx)
     src.close()
     assert 0 < len(seen) < 3 * 180 and max(seen) <= mid.message_start_time
@@ -133,4 +133,5 @@ def test_chunk_failing_its_crc_ends_the_readable_part(plain, tmp_path):
     rep = convert_bags([f], BagConfig.from_dict(base_config()), tmp_path / "o.h5", progress=False)
     (n,) = read_layout(tmp_path / "o.h5").episode_lengths
     assert 10 < n < 150, n
-    assert any("storage unreadable after" in w and "ros2 bag reindex" in w for w in rep.warnings), rep.warnings
+    notes = rep.warnings
+    assert any("storage unreadable after" in w and "ros2 bag reindex" in w for w in notes), notes
