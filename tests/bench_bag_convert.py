@@ -37,38 +37,44 @@ def bare_read(bag: Path) -> tuple[float, float]:
     return t_iter, time.perf_counter() - t + 0 * n
 
 
-def convert_peak_rss(bag: Path | list[Path], cfg: Path, out: Path) -> tuple[float, float, float]:
+def convert_peak_rss(bag: Path | list[Path], cfg: Path, out: Path, details: dict | None = None
+                     ) -> tuple[float, float, float]:
     """Run `act_bag_to_hdf5` on `bag` (one or several, one job): (wall s of the whole process, peak
     memory MiB, the conversion's own seconds from its summary line, i.e. without the start-up).
 
-    Peak memory is the converter's peak RSS plus its writer process's peak RSS, each sampled every
-    10 ms (`memory_info`: cheap; USS or PSS would walk the page tables, ~10 ms of a core the
-    conversion uses). The writer is forked from the converter before torch is imported, so the
-    sum counts the pages they share (Python, numpy, h5py: tens of MiB) twice: an upper bound."""
+    Peak memory is the peak PSS of the converter and its writer process together: the writer is
+    forked with torch loaded, and their RSS would count the pages they share (torch, Python,
+    numpy: ~300 MiB) twice. PSS walks the page tables (~15 ms here), so it is sampled every
+    ~0.1 s; the RSS sum, sampled every 10 ms, goes into `details` as an upper bound."""
     bags = [str(b) for b in (bag if isinstance(bag, list) else [bag])]
     t = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "act_training.bags.convert", *bags, "--config", str(cfg),
                           "--out", str(out), "--no-progress", "--overwrite"],
                          stdout=subprocess.PIPE, text=True)
-    ps, peak, writer, writer_peak, k = psutil.Process(p.pid), 0, None, 0, 0
+    ps, writer, k = psutil.Process(p.pid), None, 0
+    peak_pss = rss = writer_rss = 0
     while p.poll() is None:
         try:
-            peak = max(peak, ps.memory_info().rss)
-            k += 1
-            if writer is None and k % 10 == 1:  # children() scans /proc: not every sample
+            rss = max(rss, ps.memory_info().rss)
+            if writer is None and k % 10 == 0:  # children() scans /proc: not every sample
                 writer = next(iter(ps.children()), None)
             if writer is not None:
-                writer_peak = max(writer_peak, writer.memory_info().rss)
+                writer_rss = max(writer_rss, writer.memory_info().rss)
+            if k % 10 == 5:
+                peak_pss = max(peak_pss, sum(q.memory_full_info().pss for q in (ps, writer) if q is not None))
+            k += 1
         except psutil.NoSuchProcess:
             if not ps.is_running():
                 break
         time.sleep(0.01)
-    peak += writer_peak
     wall = time.perf_counter() - t
     summary = p.stdout.read()
     assert p.returncode == 0, summary
     inner = float(re.search(r" in ([0-9.]+) s \(", summary).group(1))
-    return wall, peak / 2**20, inner
+    if details is not None:
+        details.update(peak_rss_sum_mib=(rss + writer_rss) / 2**20, peak_rss_converter_mib=rss / 2**20,
+                       peak_rss_writer_mib=writer_rss / 2**20, peak_pss_mib=peak_pss / 2**20)
+    return wall, (peak_pss or rss + writer_rss) / 2**20, inner
 
 
 def main():

@@ -364,11 +364,12 @@ def test_reduced_jpeg_decoding_matches_full_decoding_closely(tmp_path):
     assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 4, (diff.mean(), diff.max())
 
 
-def test_memory_stays_flat_with_the_bag_length(tmp_path):
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])  # mcap: its chunks are memory-mapped
+def test_memory_stays_flat_with_the_bag_length(tmp_path, storage):
     cfg = write_map(tmp_path, image_size=[48, 48])
     peaks = []
     for secs in (4, 16):
-        bag = write_bag(tmp_path / f"b{secs}", duration_s=secs, size_hw=(240, 320))
+        bag = write_bag(tmp_path / f"b{secs}", duration_s=secs, size_hw=(240, 320), storage=storage)
         # a fresh parent per run: RUSAGE_CHILDREN's ru_maxrss is then this conversion's peak
         code = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
                 "print(r, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")

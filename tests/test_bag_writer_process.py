@@ -77,9 +77,9 @@ def test_rollback_and_a_wrong_frame_size_in_the_parent(tmp_path):
         ep.commit()
     w.drop_demos_from(1)  # a skipped bag's episodes
     ep = w.begin_episode({}, flush_every=4)
-    with pytest.raises(LayoutError, match=r"camera 'top': image \(9, 8, 3\)"):
+    with pytest.raises(LayoutError, match=r"'top': image \(9, 8\) uint8 at step 0, expected \(H, W, 3\)"):
         for _ in range(4):
-            ep.append({"top": np.zeros((9, 8, 3), np.uint8)}, [1.0], [2.0])
+            ep.append({"top": np.zeros((9, 8), np.uint8)}, [1.0], [2.0])
     ep.discard()
     w.close()
     info = read_layout(tmp_path / "o.h5")
@@ -87,6 +87,33 @@ def test_rollback_and_a_wrong_frame_size_in_the_parent(tmp_path):
     with h5py.File(tmp_path / "o.h5") as f:
         assert f["demo_0"].attrs["num_steps"] == 6 and f["demo_0/observations/qpos"].shape == (6, 1)
     assert not list(tmp_path.glob("o.h5.tmp-*"))
+
+
+@pytest.mark.parametrize("who", ["child", "parent", "by-load"])
+def test_frames_of_any_size_are_resized_once_by_either_process(tmp_path, monkeypatch, who):
+    """Raw frames come at their recorded size; whichever process resizes one, the stored bytes are
+    the pipeline's resize of it, for every step that holds it (a frame held over steps included)."""
+    from act_training.bags import writer_process
+    from act_training.bags.frames import resize_frame
+
+    if who != "by-load":
+        monkeypatch.setattr(writer_process.RemoteEpisode, "_child_busy", lambda self: who == "parent")
+    rng = np.random.default_rng(0)
+    sizes = [(40, 60), (40, 60), (24, 32), (9, 9)]
+    frames = [rng.integers(0, 256, hw + (3,), dtype=np.uint8) for hw in sizes]
+    frames.append(frames[2][::-1, ::2])  # a strided view (a padded or flipped image decodes to one)
+    steps = [0, 0, 1, 1, 1, 2, 3, 4, 4, 0]  # frame index per step: held frames repeat
+    w = WriterProcess(["top"], (12, 16), block=4).open(tmp_path / "o.h5", joint_names=["a"])
+    ep = w.begin_episode({}, flush_every=4)
+    for i, k in enumerate(steps):
+        ep.append({"top": frames[k]}, [float(i)], [0.0])
+    ep.commit()
+    w.close()
+    with h5py.File(tmp_path / "o.h5") as f:
+        got = f["demo_0/observations/image"][:]
+        np.testing.assert_array_equal(f["demo_0/observations/qpos"][:, 0], np.arange(len(steps)))
+    for i, k in enumerate(steps):
+        np.testing.assert_array_equal(got[i], resize_frame(frames[k], (12, 16)), err_msg=f"step {i}")
 
 
 def test_a_writer_process_that_dies_is_one_error_line_and_no_file(tmp_path):

@@ -380,7 +380,9 @@ class BagConverter:
             s = Stream(name, topic, mt, src_time, slack if src_time == "header" else 0)
             self.streams.append(s)
             self.by_topic.setdefault(topic, []).append(s)
-        self.decoders = {s.name: FrameDecoder(s.msgtype, s.topic, cfg.image_size, src.deserialize)
+        # a writer process resizes raw frames itself, on the other core (`bags.writer_process`)
+        resize_raw = not getattr(self.writer, "resizes_frames", False)
+        self.decoders = {s.name: FrameDecoder(s.msgtype, s.topic, cfg.image_size, src.deserialize, resize_raw)
                          for s in self.streams if s.is_camera}
         # Raw Image frames cost one copy and a ~0.1 ms resize: handing them to threads costs more
         # (GIL hand-offs) than it saves, so by default only JPEG/PNG decoding goes to the pool.
@@ -902,12 +904,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.min_length is not None:
             overrides["episodes.min_length"] = args.min_length
         cfg = BagConfig.load(args.config, overrides)
-        if hasattr(os, "fork"):  # forked now, while this process is small (no torch yet)
-            server = WriterProcess([c.name for c in cfg.cameras], cfg.image_size, WRITE_BATCH)
         import torch  # the pipeline's resize (`bags.frames`); start-up, not conversion
+
+        from act_training.bags.frames import resize_step
 
         if args.jobs is None or args.jobs > 1:
             torch.set_num_threads(1)  # one torch thread per frame worker, not 2 x jobs
+        resize_step(tuple(cfg.image_size))  # the resize, built (not run) before the fork
+        if hasattr(os, "fork"):
+            # The writer resizes raw frames (`bags.writer_process`): forked with torch loaded, it
+            # shares its pages instead of importing it again (~2 s). No torch op has run yet, so
+            # no thread pool is copied half-alive into the child.
+            server = WriterProcess([c.name for c in cfg.cameras], cfg.image_size, WRITE_BATCH)
         rep = ConvertReport(out=Path(args.out))
         convert_bags(args.bags, cfg, args.out, progress=not args.no_progress, overwrite=args.overwrite,
                      jobs=args.jobs, skip_bad_bags=args.skip_bad_bags, report=rep,

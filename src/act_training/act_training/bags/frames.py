@@ -35,13 +35,13 @@ class BadMessage(BagError):
 
 def resize_frame(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """The pipeline's one resize (`runtime.pipeline.ResizeStep.uint8`) to (H, W); uint8."""
-    return _resize_step(tuple(size_hw)).uint8(img)
+    return resize_step(tuple(size_hw)).uint8(img)
 
 
 @functools.cache
-def _resize_step(size_hw: tuple[int, int]):
-    # imported here, not with the module: the converter's CLI forks its writer process before
-    # torch (the pipeline's resize) is loaded, so the fork copies a small process
+def resize_step(size_hw: tuple[int, int]):
+    """The pipeline's `ResizeStep` to (H, W), built once per size (importing torch on first use:
+    not with this module, which the writer process and the tests load without needing it)."""
     from act_training.runtime.pipeline import ResizeStep
 
     return ResizeStep(size_hw)
@@ -89,9 +89,12 @@ def image_to_rgb(msg, topic: str) -> np.ndarray:
 class FrameDecoder:
     """Raw CDR bytes of one camera topic's messages -> stored frames (thread-safe)."""
 
-    def __init__(self, msgtype: str, topic: str, size_hw: tuple[int, int], deserialize):
+    def __init__(self, msgtype: str, topic: str, size_hw: tuple[int, int], deserialize,
+                 resize_raw: bool = True):
         self.msgtype, self.topic, self.size_hw = msgtype, topic, tuple(size_hw)
         self._deserialize = deserialize
+        self._resize_raw = resize_raw  # False: raw Image frames come out as recorded (RGB), for
+        # a writer that resizes them itself (`writer_process`); JPEG/PNG ones are always resized
 
     def __call__(self, raw) -> np.ndarray:
         try:
@@ -100,7 +103,8 @@ class FrameDecoder:
             raise BadMessage(f"{self.topic}: message does not deserialize as {self.msgtype} "
                              f"({type(e).__name__}: {str(e)[:120]})") from None
         if self.msgtype == IMAGE:
-            return resize_frame(image_to_rgb(msg, self.topic), self.size_hw)
+            rgb = image_to_rgb(msg, self.topic)
+            return resize_frame(rgb, self.size_hw) if self._resize_raw else rgb
         return resize_frame(self._compressed(msg), self.size_hw)
 
     def _compressed(self, msg) -> np.ndarray:

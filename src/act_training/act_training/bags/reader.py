@@ -299,10 +299,19 @@ def _mcap_chunk_messages(storage, topics: set[str]) -> Iterator[tuple[str, int, 
     size = fh.seek(0, 2)
     mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     view = memoryview(mm)
+    starts = []
     try:
         for c in sorted(storage.chunks, key=lambda c: c.chunk_start_offset):
             if not any(c.channel_count.get(i) for i in chans):
                 continue
+            # The pages of the chunks before the last two leave this process's RSS (else the peak
+            # would grow by the whole file). Read-only and file-backed, a page comes back from the
+            # page cache if it is read again (a frame held over a block boundary is), and is
+            # dropped again here; the last two chunks hold the frames still pending.
+            starts.append(c.chunk_start_offset)
+            upto = starts[-3] - starts[-3] % mmap.PAGESIZE if len(starts) >= 3 else 0
+            if hasattr(mm, "madvise") and upto > 0:
+                mm.madvise(mmap.MADV_DONTNEED, 0, upto)
             at = c.chunk_start_offset + 9 + 40 + len(c.compression)  # see rosbags' msgsrc
             if at + c.compressed_size > size:
                 raise BagCorrupt(EOFError(f"chunk at byte {c.chunk_start_offset} runs past the end "

@@ -3,11 +3,20 @@
 HDF5 writes hold the GIL (h5py), and the LZF compression of every stored frame is a quarter of
 a conversion; a thread cannot overlap it with reading the bag, a process can. `WriterProcess`
 forks a child that owns the `DemoWriter` and mirrors its interface in the parent. Steps are
-buffered and handed over in blocks of up to `block` steps: the frames are stacked straight into
+buffered and handed over in blocks of up to `block` steps: the frames are copied straight into
 one of two slots of memory shared with the child (a pipe would cost ~2.7 ms a block of 64
 frames, as much as the writing it moves), the rest goes by pipe; a slot is reused once the child
-has written it. Creating the file, a block and a commit are not waited for (the child answers
-them only with a failure); discard, rollback, close and abort wait for the child's answer, and
+has resized its frames.
+
+The child also resizes the frames to the stored size (the pipeline's one resize,
+`bags.frames.resize_frame`): a raw camera frame comes as recorded, at any size, and a frame held
+for several steps (a 30 Hz camera on a 50 Hz grid) is copied and resized once. The resize is a
+third of the converter's own work: the converter hands a frame over unresized while the child is
+free, and resizes it itself while the child is still on the previous block, so the two cores
+share it by load. Frames already at the stored size (decoded JPEGs) are only copied.
+
+Creating the file, a block and a commit are not waited for (the child answers them only with a
+failure); discard, rollback, close and abort wait for the child's answer, and
 `close` (the rename) comes after everything before it succeeded. Nothing about the output's
 safety changes:
 
@@ -22,10 +31,13 @@ safety changes:
 
 from __future__ import annotations
 
+import atexit
 import mmap
 import multiprocessing
+import multiprocessing.util  # noqa: F401 - its exit handler is registered before ours (below)
 import os
 import signal
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -40,20 +52,26 @@ SLOTS = 2  # blocks in flight: one being written by the child, one being filled 
 UNANSWERED = ("open", "begin", "steps", "commit")  # the child answers these only with a failure
 
 
-class _Slots:
-    """SLOTS blocks of frames (block, H, W, 3) per camera in memory shared by fork, each with a
-    semaphore that is free while neither process uses the slot."""
+ARENA_BYTES = 16 << 20  # per slot: 17 steps of one 480x640 camera, 64 of a 240x320 one
 
-    def __init__(self, ctx, cameras: list[str], block: int, hw: tuple[int, int]):
+
+class _Slots:
+    """SLOTS arenas of `ARENA_BYTES` in memory shared by fork, each with a semaphore that is free
+    while neither process uses it. A block's frames are packed into one arena; the block's
+    message says where each step's frame of each camera is ((offset, height, width))."""
+
+    def __init__(self, ctx, cameras: list[str], block: int, hw: tuple[int, int],
+                 arena_bytes: int = ARENA_BYTES):
         self.cameras, self.block, self.hw = list(cameras), int(block), tuple(hw)
-        shape = (SLOTS, len(self.cameras), self.block, *self.hw, 3)
-        self._mem = mmap.mmap(-1, int(np.prod(shape)))  # anonymous, MAP_SHARED: the child sees it
-        self.frames = np.frombuffer(self._mem, np.uint8).reshape(shape)
+        self.arena_bytes = int(arena_bytes)
+        self._mem = mmap.mmap(-1, SLOTS * self.arena_bytes)  # anonymous, MAP_SHARED: the child sees it
+        self.arenas = np.frombuffer(self._mem, np.uint8).reshape(SLOTS, self.arena_bytes)
         self.free = [ctx.Semaphore(1) for _ in range(SLOTS)]
 
-    def view(self, slot: int, n: int) -> dict[str, np.ndarray]:
-        """camera -> (n, H, W, 3) view of a slot."""
-        return {c: self.frames[slot, k, :n] for k, c in enumerate(self.cameras)}
+    def frame(self, slot: int, where: tuple[int, int, int]) -> np.ndarray:
+        """The (h, w, 3) frame packed at where = (offset, h, w) in a slot's arena (a view)."""
+        off, h, w = where
+        return self.arenas[slot, off:off + h * w * 3].reshape(h, w, 3)
 
 
 class WriterProcess:
@@ -62,8 +80,11 @@ class WriterProcess:
     `WriterProcess(camera_names, image_hw, block)` forks (the sooner, the smaller the process
     copied: the converter's CLI starts it before it imports torch); `open(path, **kwargs)` then
     has the child create `DemoWriter(path, camera_names=..., **kwargs)`. `image_hw` is the
-    stored frame size (the mapping's `image_size`), `block` the most steps handed over at once
-    (the converter's `flush_every`)."""
+    stored frame size (the mapping's `image_size`): frames of any size are resized to it in the
+    child (`resizes_frames`). `block` is the most steps handed over at once (the converter's
+    `flush_every`)."""
+
+    resizes_frames = True  # `RemoteEpisode.append` takes frames at any size
 
     def __init__(self, camera_names: list[str], image_hw: tuple[int, int], block: int = 64):
         self.camera_names = list(camera_names)
@@ -80,6 +101,7 @@ class WriterProcess:
         self._n = 0
         self._episode: RemoteEpisode | None = None
         self._closed = False
+        _LIVE.add(self)
 
     def open(self, path: str | Path, **kwargs) -> WriterProcess:
         """Have the child create the file (not waited for: a failure is raised at the next send
@@ -105,7 +127,7 @@ class WriterProcess:
     def drop_demos_from(self, n: int) -> None:
         """Remove demo_n and later (committed or open); see `DemoWriter.drop_demos_from`."""
         if self._episode is not None:
-            self._episode._buf.clear()
+            self._episode._drop_buffer()
             self._episode = None
         self._call("drop", int(n))
         self._n = min(self._n, int(n))
@@ -177,6 +199,7 @@ class WriterProcess:
         if self._closed:
             return
         self._closed = True
+        _LIVE.discard(self)
         self._conn.close()
         if not wait:  # it answered its last call and is exiting (~20 ms): reaped by multiprocessing
             return
@@ -186,50 +209,100 @@ class WriterProcess:
             self._proc.join()
 
 
+# Writers still open when the interpreter exits (an exception that escaped every handler) are
+# aborted first: the child ignores SIGTERM, so multiprocessing's own exit handler, which
+# terminates and then joins daemonic children, would wait for it forever. Registered after
+# multiprocessing's handler, this one runs before it.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _abort_live_writers() -> None:
+    for w in list(_LIVE):
+        w.abort()
+
+
 class RemoteEpisode:
-    """The parent's side of `EpisodeAppender`: steps are checked and buffered here, sent in blocks."""
+    """The parent's side of `EpisodeAppender`: steps are checked and packed here, sent in blocks."""
 
     def __init__(self, writer: WriterProcess, flush_every: int):
         self._w, self._flush_every = writer, flush_every
-        self._buf: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+        self._slot: int | None = None  # the arena being filled
+        self._used = 0  # bytes of it
+        self._where: dict[str, list[tuple[int, int, int]]] = {}  # camera -> (offset, h, w) per step
+        self._last: dict[str, tuple[object, tuple[int, int, int]]] = {}  # camera -> (frame, where)
+        self._qpos: list[np.ndarray] = []
+        self._actions: list[np.ndarray] = []
         self._sent = 0
 
     @property
     def num_steps(self) -> int:
         """Steps appended so far (sent or buffered)."""
-        return self._sent + len(self._buf)
+        return self._sent + len(self._qpos)
 
     def append(self, images: dict[str, np.ndarray], qpos, action) -> None:
-        """Add one step: images camera -> (H, W, 3) uint8, qpos (state_dim,), action (action_dim,).
-        The arrays are only referenced until the block is sent (the converter does not reuse them)."""
-        self._buf.append((images, np.asarray(qpos, dtype=np.float32).reshape(-1),
-                          np.asarray(action, dtype=np.float32).reshape(-1)))
-        if len(self._buf) >= self._flush_every:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._buf:
-            return
-        buf, self._buf = self._buf, []
-        slots, n = self._w._slots, len(buf)
-        for cam in buf[0][0]:
+        """Add one step: images camera -> (H, W, 3) uint8 at any size (resized in the child),
+        qpos (state_dim,), action (action_dim,). The frames are copied at once; the same frame
+        object as the camera's last step is not copied again."""
+        slots = self._w._slots
+        for cam in images:
             if cam not in slots.cameras:
                 raise LayoutError(f"camera '{cam}' is not one of the writer's {slots.cameras}")
-        k = self._w._take_slot()
+        frames, limit = {}, slots.arena_bytes // (2 * len(slots.cameras))  # a step fits in half an arena
+        for cam in slots.cameras:
+            im = images.get(cam)
+            if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                what = "missing" if im is None else f"{getattr(im, 'shape', '?')} {getattr(im, 'dtype', '?')}"
+                raise LayoutError(f"camera '{cam}': image {what} at step {self.num_steps}, "
+                                  "expected (H, W, 3) uint8")
+            if im.nbytes > limit:  # a frame this large (1080p and up) is resized here instead
+                im = _resize(im, slots.hw)
+            frames[cam] = im
+        new = sum(im.nbytes for cam, im in frames.items() if self._last.get(cam, (None,))[0] is not im)
+        if self._slot is not None and self._used + new > slots.arena_bytes:
+            self._flush()
+        if self._slot is None:
+            self._slot, self._used = self._w._take_slot(), 0
+            self._last.clear()
+        for cam, im in frames.items():
+            last = self._last.get(cam)
+            if last is None or last[0] is not im:
+                frame = im
+                if im.shape[:2] != slots.hw and self._child_busy():
+                    frame = _resize(im, slots.hw)
+                h, w = frame.shape[:2]
+                where = (self._used, h, w)
+                slots.frame(self._slot, where)[...] = frame
+                self._used += frame.nbytes
+                last = self._last[cam] = (im, where)
+            self._where.setdefault(cam, []).append(last[1])
+        self._qpos.append(np.asarray(qpos, dtype=np.float32).reshape(-1))
+        self._actions.append(np.asarray(action, dtype=np.float32).reshape(-1))
+        if len(self._qpos) >= self._flush_every:
+            self._flush()
+
+    def _child_busy(self) -> bool:
+        """Is the child still on the previous block? Then this process resizes the frame itself
+        (the two cores share the resizes by who is free: the split depends on the bag, the
+        frame size and the machine's load, so it is not fixed)."""
+        return any(self._w._slots.free[k].get_value() == 0 for k in range(SLOTS) if k != self._slot)
+
+    def _flush(self) -> None:
+        if self._slot is None:
+            return
+        k, self._slot, self._last = self._slot, None, {}
+        where, self._where = self._where, {}
+        qpos, actions, self._qpos, self._actions = self._qpos, self._actions, [], []
+        if not qpos:
+            self._w._slots.free[k].release()
+            return
         try:
-            for cam, dst in slots.view(k, n).items():
-                for i, b in enumerate(buf):
-                    im = b[0][cam]
-                    if im.shape != (*slots.hw, 3) or im.dtype != np.uint8:
-                        raise LayoutError(f"camera '{cam}': image {im.shape} {im.dtype} at step "
-                                          f"{self._sent + i}, expected {(*slots.hw, 3)} uint8")
-                    dst[i] = im
-            qpos, actions = np.stack([b[1] for b in buf]), np.stack([b[2] for b in buf])
+            q, a = np.stack(qpos), np.stack(actions)
         except BaseException:
-            slots.free[k].release()
+            self._w._slots.free[k].release()
             raise
-        self._w._send(("steps", k, qpos, actions))
-        self._sent += n
+        self._w._send(("steps", k, where, q, a))
+        self._sent += len(q)
 
     def commit(self) -> int:
         """Finish the episode; returns its index i (`demo_{i}`). Not waited for: a failure is
@@ -242,9 +315,39 @@ class RemoteEpisode:
 
     def discard(self) -> None:
         """Drop the episode: nothing of it stays in the file's demo list."""
-        self._buf.clear()
+        self._drop_buffer()
         self._w._episode = None
         self._w._call("discard")
+
+    def _drop_buffer(self) -> None:
+        if self._slot is not None:
+            self._w._slots.free[self._slot].release()
+        self._slot, self._where, self._last, self._qpos, self._actions = None, {}, {}, [], []
+
+
+def _resize(im: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """The pipeline's resize (`bags.frames.resize_frame`; torch is imported on first use)."""
+    from act_training.bags.frames import resize_frame
+
+    return resize_frame(im, hw)
+
+
+def _unpack(slots: _Slots, k: int, where: dict[str, list[tuple[int, int, int]]]) -> dict[str, np.ndarray]:
+    """camera -> (n, h, w, 3) stored frames of a block: each packed frame resized once."""
+    out = {}
+    for cam, places in where.items():
+        block = np.empty((len(places), *slots.hw, 3), np.uint8)
+        done: dict[tuple[int, int, int], int] = {}
+        for i, w in enumerate(places):
+            j = done.get(w)
+            if j is not None:
+                block[i] = block[j]
+                continue
+            im = slots.frame(k, w)
+            block[i] = im if im.shape[:2] == slots.hw else _resize(im, slots.hw)
+            done[w] = i
+        out[cam] = block
+    return out
 
 
 def _serve(conn, parent_end, slots: _Slots) -> None:
@@ -260,13 +363,14 @@ def _serve(conn, parent_end, slots: _Slots) -> None:
             msg = ("abort",)
         op = msg[0]
         try:
-            if op == "steps":  # the slot is the parent's again once written (or dropped)
-                k, qpos, actions = msg[1:]
+            if op == "steps":  # the slot is the parent's again once its frames are resized
+                k, where, qpos, actions = msg[1:]
                 try:
-                    if failed is None:
-                        episode.extend(slots.view(k, len(qpos)), qpos, actions)
+                    images = _unpack(slots, k, where) if failed is None else None
                 finally:
                     slots.free[k].release()
+                if images is not None:
+                    episode.extend(images, qpos, actions)
                 continue
             if op == "abort":
                 try:
