@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 FULL = {"seconds": (10, 50), "storage": ("sqlite3", "mcap"), "size_hw": (240, 320), "reads": 3}
 QUICK = {"seconds": (1, 2), "storage": ("sqlite3",), "size_hw": (48, 64), "reads": 2}
 BASELINE_REV = "7abd11c"  # the converter whose figures issue 15 calls "today" (docs/performance.md)
-ROUNDS = 3
+ROUNDS = 5
 
 
 def baseline_checkout(work: Path) -> tuple[Path | None, str]:
