@@ -174,3 +174,22 @@ def test_a_writer_that_is_never_opened_ends_with_the_converter(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "bag not found" in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == [cfg]
+
+
+def test_a_library_caller_whose_torch_threads_ran_can_convert(tmp_path):
+    """`convert_bags` forks its writer wherever it is called from: here after torch's thread pool
+    ran (a training script converting its demos), which a forked child must not re-enter."""
+    bag = write_bag(tmp_path / "bag", duration_s=2.0, size_hw=(120, 160))
+    cfg = tmp_path / "map.yaml"
+    cfg.write_text(yaml.safe_dump(base_config(image_size=[48, 64])))
+    code = ("import sys, torch; torch.set_num_threads(2); x = torch.randn(512, 512); "
+            "[torch.nn.functional.interpolate(x[None, None], size=(100, 100), mode='bilinear', "
+            "antialias=True) for _ in range(20)]; (x @ x).sum().item(); "
+            "from act_training.bags.convert import convert_bags; "
+            "from act_training.bags.mapping import BagConfig; "
+            "r = convert_bags([sys.argv[1]], BagConfig.load(sys.argv[2]), sys.argv[3], progress=False); "
+            "print(r.steps)")
+    p = subprocess.run([sys.executable, "-c", code, str(bag), str(cfg), str(tmp_path / "o.h5")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout.split()[-1]) > 90 and read_layout(tmp_path / "o.h5").num_demos == 1

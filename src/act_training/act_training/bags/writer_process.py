@@ -37,6 +37,7 @@ import multiprocessing
 import multiprocessing.util  # noqa: F401 - its exit handler is registered before ours (below)
 import os
 import signal
+import sys
 import weakref
 from pathlib import Path
 
@@ -77,8 +78,8 @@ class _Slots:
 class WriterProcess:
     """A forked child that will hold a `DemoWriter`; the methods the converter uses.
 
-    `WriterProcess(camera_names, image_hw, block)` forks (the sooner, the smaller the process
-    copied: the converter's CLI starts it before it imports torch); `open(path, **kwargs)` then
+    `WriterProcess(camera_names, image_hw, block)` forks (the converter's CLI starts it after it
+    imports torch, before any torch op, so the child shares torch's pages); `open(path, **kwargs)` then
     has the child create `DemoWriter(path, camera_names=..., **kwargs)`. `image_hw` is the
     stored frame size (the mapping's `image_size`): frames of any size are resized to it in the
     child (`resizes_frames`). `block` is the most steps handed over at once (the converter's
@@ -355,6 +356,11 @@ def _serve(conn, parent_end, slots: _Slots) -> None:
     parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # One torch thread: the resize then never enters an OpenMP region, which is not safe in
+        # a child forked from a process whose thread pool already ran (a library caller's).
+        torch.set_num_threads(1)
     writer = episode = failed = tmp_path = None
     while True:
         try:
