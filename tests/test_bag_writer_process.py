@@ -89,21 +89,23 @@ def test_rollback_and_a_wrong_frame_size_in_the_parent(tmp_path):
     assert not list(tmp_path.glob("o.h5.tmp-*"))
 
 
-@pytest.mark.parametrize("who", ["child", "parent", "by-load"])
+@pytest.mark.parametrize("who", ["child", "parent", "by-load", "too-large"])
 def test_frames_of_any_size_are_resized_once_by_either_process(tmp_path, monkeypatch, who):
     """Raw frames come at their recorded size; whichever process resizes one, the stored bytes are
     the pipeline's resize of it, for every step that holds it (a frame held over steps included)."""
     from act_training.bags import writer_process
     from act_training.bags.frames import resize_frame
 
-    if who != "by-load":
+    if who in ("child", "parent"):
         monkeypatch.setattr(writer_process.RemoteEpisode, "_child_busy", lambda self: who == "parent")
+    arena = 8 << 10 if who == "too-large" else 1 << 20  # too-large: 40x60 frames exceed the 4 KiB limit
     rng = np.random.default_rng(0)
     sizes = [(40, 60), (40, 60), (24, 32), (9, 9)]
     frames = [rng.integers(0, 256, hw + (3,), dtype=np.uint8) for hw in sizes]
     frames.append(frames[2][::-1, ::2])  # a strided view (a padded or flipped image decodes to one)
     steps = [0, 0, 1, 1, 1, 2, 3, 4, 4, 0]  # frame index per step: held frames repeat
-    w = WriterProcess(["top"], (12, 16), block=4).open(tmp_path / "o.h5", joint_names=["a"])
+    w = WriterProcess(["top"], (12, 16), block=4, arena_bytes=arena)
+    w.open(tmp_path / "o.h5", joint_names=["a"])
     ep = w.begin_episode({}, flush_every=4)
     for i, k in enumerate(steps):
         ep.append({"top": frames[k]}, [float(i)], [0.0])

@@ -87,12 +87,13 @@ class WriterProcess:
 
     resizes_frames = True  # `RemoteEpisode.append` takes frames at any size
 
-    def __init__(self, camera_names: list[str], image_hw: tuple[int, int], block: int = 64):
+    def __init__(self, camera_names: list[str], image_hw: tuple[int, int], block: int = 64,
+                 arena_bytes: int = ARENA_BYTES):
         self.camera_names = list(camera_names)
         self.path: Path | None = None
         self.tmp_path: Path | None = None
         ctx = multiprocessing.get_context("fork")  # instant, and the child needs nothing new
-        self._slots = _Slots(ctx, camera_names, block, image_hw)
+        self._slots = _Slots(ctx, camera_names, block, image_hw, arena_bytes)
         self._next_slot = 0
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child, self._conn, self._slots),
@@ -249,27 +250,28 @@ class RemoteEpisode:
         for cam in images:
             if cam not in slots.cameras:
                 raise LayoutError(f"camera '{cam}' is not one of the writer's {slots.cameras}")
-        frames, limit = {}, slots.arena_bytes // (2 * len(slots.cameras))  # a step fits in half an arena
+        limit = slots.arena_bytes // (2 * len(slots.cameras))  # a step's frames fit in half an arena
         for cam in slots.cameras:
             im = images.get(cam)
             if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
                 what = "missing" if im is None else f"{getattr(im, 'shape', '?')} {getattr(im, 'dtype', '?')}"
                 raise LayoutError(f"camera '{cam}': image {what} at step {self.num_steps}, "
                                   "expected (H, W, 3) uint8")
-            if im.nbytes > limit:  # a frame this large (1080p and up) is resized here instead
-                im = _resize(im, slots.hw)
-            frames[cam] = im
-        new = sum(im.nbytes for cam, im in frames.items() if self._last.get(cam, (None,))[0] is not im)
+        new = sum(min(images[c].nbytes, limit) for c in slots.cameras
+                  if self._last.get(c, (None,))[0] is not images[c])
         if self._slot is not None and self._used + new > slots.arena_bytes:
             self._flush()
         if self._slot is None:
             self._slot, self._used = self._w._take_slot(), 0
             self._last.clear()
-        for cam, im in frames.items():
+        for cam in slots.cameras:
+            im = images[cam]  # its identity says whether it is the camera's last frame again
             last = self._last.get(cam)
             if last is None or last[0] is not im:
                 frame = im
-                if im.shape[:2] != slots.hw and self._child_busy():
+                # resized here when it is too large for the arena (1080p and up with two
+                # cameras), or when the child is still on the previous block
+                if im.shape[:2] != slots.hw and (im.nbytes > limit or self._child_busy()):
                     frame = _resize(im, slots.hw)
                 h, w = frame.shape[:2]
                 where = (self._used, h, w)
@@ -286,7 +288,10 @@ class RemoteEpisode:
         """Is the child still on the previous block? Then this process resizes the frame itself
         (the two cores share the resizes by who is free: the split depends on the bag, the
         frame size and the machine's load, so it is not fixed)."""
-        return any(self._w._slots.free[k].get_value() == 0 for k in range(SLOTS) if k != self._slot)
+        try:
+            return any(self._w._slots.free[k].get_value() == 0 for k in range(SLOTS) if k != self._slot)
+        except NotImplementedError:  # sem_getvalue (macOS): the child resizes every frame
+            return False
 
     def _flush(self) -> None:
         if self._slot is None:
