@@ -2,8 +2,8 @@
 
 Publishes camera/top/image_raw (rgb8, 32x32, 30 Hz, sensor-data QoS) and joint_states (50 Hz)
 with extra joints and the arm's joints in a shuffled order, like real drivers. Controlled over
-the `sensor_ctl` topic (std_msgs/String): "ok", "pause_camera", "nan_joints", "short_joints",
-"bad_encoding".
+the `sensor_ctl` topic (std_msgs/String): "ok", "pause_camera", "pause_joints", "nan_joints",
+"short_joints", "bad_encoding".
 
     python node_sensor_pub.py ARM '{"arm0_waist": 0.1, ...}'
 """
@@ -51,6 +51,8 @@ class SensorPub(Node):
         self.img_pub.publish(m)
 
     def _on_joints(self) -> None:
+        if self.state == "pause_joints":
+            return
         m = JointState()
         m.header.stamp = self.get_clock().now().to_msg()
         m.name = list(self.names)

@@ -23,10 +23,11 @@ HOME = [0.0, -0.6, 0.9, 0.0, 0.6, 0.0, 0.03]  # a plausible pose near the cell's
 
 def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chunk_size: int = 8,
                          seed: int = 0, action_std: float = 0.05, preset: str = "tiny", crop=None,
-                         deployment=None) -> Path:
+                         deployment=None, shared_backbone: bool | None = None) -> Path:
     """An untrained ACT checkpoint (seeded weights; `preset` sizes) in the real checkpoint format.
     With `crop` the network sees that window of the frame at `image_size`; `deployment` (a
-    runtime.deployment.Deployment) is stored as its deployment defaults."""
+    runtime.deployment.Deployment) is stored as its deployment defaults; `shared_backbone` None
+    keeps the preset's."""
     import torch
     from act_training.config import get_preset
     from act_training.data.normalize import NormStats
@@ -37,6 +38,8 @@ def make_tiny_checkpoint(path: Path, image_size=(32, 32), cameras=("top",), chun
     cfg = get_preset(preset)
     mc = dataclasses.replace(cfg.model, camera_names=tuple(cameras), state_dim=7, action_dim=7,
                              image_size=tuple(image_size), chunk_size=chunk_size, crop=crop)
+    if shared_backbone is not None:
+        mc = dataclasses.replace(mc, shared_backbone=bool(shared_backbone))
     torch.manual_seed(seed)
     model = ACT(mc)
     home = np.asarray(default_cell().arm.home, dtype=np.float32)

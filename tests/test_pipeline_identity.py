@@ -35,9 +35,16 @@ def demo_file(path, frame: np.ndarray):
 
 
 def capture_inputs(runtime) -> list[torch.Tensor]:
-    """Record every image tensor the network receives (a forward pre-hook on the real model)."""
+    """Record every image tensor the network receives, as (B, 1, 3, h, w): the frames entering the
+    image half of the real model (`ACT.camera_tokens`, the eager backend's call per camera)."""
     seen: list[torch.Tensor] = []
-    runtime.model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    inner = runtime.model.camera_tokens
+
+    def spy(image, camera):
+        seen.append(image.detach().clone().unsqueeze(1))
+        return inner(image, camera)
+
+    runtime.model.camera_tokens = spy
     return seen
 
 
@@ -54,8 +61,10 @@ def trainer_input(ckpt_path, frame: np.ndarray, tmp_path) -> torch.Tensor:
     return _to_device(batch, torch.device("cpu"), mc)["images"]
 
 
-def node_input(ckpt_path, frame: np.ndarray) -> torch.Tensor:
-    """Publish `frame` (rgb8) and a joint state over DDS to an ACTPolicyNode in lockstep mode."""
+def node_input(ckpt_path, frame: np.ndarray, lockstep: bool = True) -> torch.Tensor:
+    """Publish `frame` (rgb8) and a joint state over DDS to an ACTPolicyNode in lockstep mode (the
+    whole network per observation) or not (ticks by joint state; the frame's image half runs on
+    arrival, on the node's encoder thread)."""
     import rclpy
     from act_policy_node.policy_node import ACTPolicyNode
     from act_training.runtime.policy import ACTPolicyRuntime
@@ -69,7 +78,8 @@ def node_input(ckpt_path, frame: np.ndarray) -> torch.Tensor:
     seen = capture_inputs(rt)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
-    params = [Parameter("arm", value=0), Parameter("lockstep", value=True),
+    params = [Parameter("arm", value=0), Parameter("lockstep", value=lockstep),
+              Parameter("tick_source", value="joint_states"),
               Parameter("enabled_on_start", value=True), Parameter("stale_timeout", value=0.0)]
     node = ACTPolicyNode(runtime=rt, context=ctx, parameter_overrides=params)
     # a lifecycle node: configure (interfaces) and activate (commands), as autostart does
@@ -132,9 +142,11 @@ def test_same_network_input_from_trainer_runtime_and_node(tmp_path, hw):
     rt.predict_chunk({"top": frame}, np.zeros(7, np.float32))
     x_runtime = seen[0]
     x_node = node_input(ckpt, frame)
+    x_node_split = node_input(ckpt, frame, lockstep=False)
 
-    assert x_train.shape == x_runtime.shape == x_node.shape == (1, 1, 3, 32, 16)
+    assert x_train.shape == x_runtime.shape == x_node.shape == x_node_split.shape == (1, 1, 3, 32, 16)
     assert torch.equal(x_train, x_runtime), "trainer and runtime disagree"
     assert torch.equal(x_runtime, x_node), "runtime and node (over DDS) disagree"
+    assert torch.equal(x_runtime, x_node_split), "runtime and the node's image half on arrival disagree"
     if hw == (32, 32):  # the policy's own frame size: the crop only, nothing resampled
         assert torch.equal(x_runtime[0, 0], torch.from_numpy(frame[:, :16]).permute(2, 0, 1).float() / 255)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from act_training.config import make_config
 from act_training.data.synthetic import write_synthetic_demos
-from act_training.runtime.export import cache_path
+from act_training.runtime.export import cache_paths
 from act_training.runtime.export import main as export_main
 from act_training.runtime.policy import ACTPolicyRuntime
 from act_training.training.train import train
@@ -65,16 +65,19 @@ def test_backend_matches_eager_torch(backend, which, request):
 
 def test_onnx_cache_is_keyed_by_the_checkpoint(tmp_path):
     ck = make_tiny_checkpoint(tmp_path / "policy.pt", seed=1)
-    ACTPolicyRuntime.load(ck, backend="onnx")
-    first = cache_path(ck)
-    assert first.is_file() and first.parent == ck.parent
-    mtime = first.stat().st_mtime_ns
-    ACTPolicyRuntime.load(ck, backend="onnx")  # reused, not exported again
-    assert first.stat().st_mtime_ns == mtime
-    make_tiny_checkpoint(ck, seed=2)  # retrained in place: the stale graph must not be run
     rt = ACTPolicyRuntime.load(ck, backend="onnx")
-    second = cache_path(ck)
-    assert second != first and second.is_file() and not first.exists()
+    first = cache_paths(ck, rt.model)
+    assert sorted(first) == ["decode", "trunk0"]  # one shared trunk, then the transformer
+    assert all(p.is_file() and p.parent == ck.parent for p in first.values())
+    mtimes = [p.stat().st_mtime_ns for p in first.values()]
+    ACTPolicyRuntime.load(ck, backend="onnx")  # reused, not exported again
+    assert [p.stat().st_mtime_ns for p in first.values()] == mtimes
+    (user_graph := ck.with_name("policy.onnx")).write_bytes(b"a user's own file")
+    make_tiny_checkpoint(ck, seed=2)  # retrained in place: the stale graphs must not be run
+    rt = ACTPolicyRuntime.load(ck, backend="onnx")
+    second = cache_paths(ck, rt.model)
+    assert all(p.is_file() for p in second.values())
+    assert not any(p.exists() for p in first.values()) and user_graph.is_file()
     ims, q = observations(rt, 2)
     want = ACTPolicyRuntime.load(ck).predict_chunk_batch(ims, q)
     assert np.abs(rt.predict_chunk_batch(ims, q) - want).max() <= TOL
@@ -95,6 +98,27 @@ def test_onnx_without_a_writable_directory_exports_in_memory(tmp_path):
         os.chmod(ck.parent, 0o755)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx", "jit"])
+def test_image_tokens_then_decode_is_predict_chunk(backend, tmp_path):
+    """The node's split path (each camera frame encoded once, the transformer per tick) gives the
+    chunk predict_chunk gives, for two cameras with a trunk each, on every backend."""
+    ck = make_tiny_checkpoint(tmp_path / "two.pt", cameras=("top", "wrist"), shared_backbone=False)
+    rt = ACTPolicyRuntime.load(ck, backend=backend)
+    ims, q = observations(rt, 3, seed=4)
+    want = rt.predict_chunk_batch(ims, q)
+    assert np.abs(want - ACTPolicyRuntime.load(ck).predict_chunk_batch(ims, q)).max() <= TOL
+    for b in range(3):
+        tokens = {c: rt.encode_image(c, ims[c][b]) for c in rt.camera_names}
+        assert all(t.dtype == np.float32 and t.ndim == 2 for t in tokens.values())
+        np.testing.assert_allclose(rt.predict_from_tokens(tokens, q[b]), want[b], atol=1e-5)
+    stale = {"top": rt.encode_image("top", ims["top"][0]), "wrist": tokens["wrist"]}  # an older top frame
+    assert np.abs(rt.predict_from_tokens(stale, q[2]) - want[2]).max() > 1e-3
+    with pytest.raises(KeyError, match="no image tokens for cameras \\['wrist'\\]"):
+        rt.predict_from_tokens({"top": tokens["top"]}, q[0])
+    with pytest.raises(KeyError, match="no camera 'side'"):
+        rt.encode_image("side", ims["top"][0])
+
+
 def test_unknown_backend_is_a_clear_error(random_ckpt):
     with pytest.raises(ValueError, match="unknown inference backend 'tensorrt'.*torch, jit, onnx"):
         ACTPolicyRuntime.load(random_ckpt, backend="tensorrt")
@@ -104,7 +128,7 @@ def test_act_export_cli(random_ckpt, tmp_path, capsys):
     out = tmp_path / "exported.onnx"
     assert export_main(["--checkpoint", str(random_ckpt), "--out", str(out), "--check"]) == 0
     captured = capsys.readouterr()
-    assert out.is_file() and captured.out.strip() == str(out)
+    assert out.is_file() and captured.out.strip() == str(out)  # --out: the whole network, one graph
     diff = float(captured.err.split("=")[1].split()[0])
     assert diff <= TOL
     import onnxruntime as ort
@@ -113,9 +137,12 @@ def test_act_export_cli(random_ckpt, tmp_path, capsys):
     assert [i.name for i in sess.get_inputs()] == ["images", "qpos"]
     assert [o.name for o in sess.get_outputs()] == ["actions"]
     assert sess.get_inputs()[0].shape[0] == "batch"  # dynamic batch axis
-    # default output: the runtime's cache next to the checkpoint
-    assert export_main(["--checkpoint", str(random_ckpt)]) == 0
-    assert capsys.readouterr().out.strip() == str(cache_path(random_ckpt))
+    # default output: the runtime's cache of two halves next to the checkpoint, checked as it runs
+    assert export_main(["--checkpoint", str(random_ckpt), "--check"]) == 0
+    captured = capsys.readouterr()
+    model = ACTPolicyRuntime.load(random_ckpt).model
+    assert captured.out.split() == [str(p) for p in cache_paths(random_ckpt, model).values()]
+    assert float(captured.err.split("=")[1].split()[0]) <= TOL
 
 
 def test_act_export_bad_checkpoint_one_line_exit_2(tmp_path, capsys):

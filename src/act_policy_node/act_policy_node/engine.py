@@ -9,11 +9,13 @@ The arm <-> policy view (mirror) and the image preparation are `act_training.run
   were in flight.
 - `PrefetchPlanner`: how many ticks ahead of need a chunked-mode query must start (timer mode):
   lookahead = ceil(EMA of the measured inference seconds x control rate) + margin ticks.
+- `TickTrigger`: observation-driven ticks (`tick_source: joint_states`): which arrivals start a tick.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -23,13 +25,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["InferenceRequest", "InferenceResult", "InferenceWorker", "PrefetchPlanner"]
+__all__ = ["InferenceRequest", "InferenceResult", "InferenceWorker", "PrefetchPlanner", "TickTrigger"]
 
 
 @dataclass
 class InferenceRequest:
-    """One observation to run the policy on: camera images, qpos (policy space), the executor tick it
-    was taken at and the reset generation it belongs to."""
+    """One observation to run the policy on: camera images (or, split inference, their cached image
+    tokens), qpos (policy space), the executor tick it was taken at and the reset generation it
+    belongs to."""
 
     images: dict[str, np.ndarray]
     qpos: np.ndarray
@@ -54,14 +57,18 @@ class InferenceWorker:
     """Runs `predict(images, qpos) -> (C, A)` on a daemon thread; see module docstring.
 
     `on_result(result)` (optional) is called on the worker thread; otherwise results are kept
-    (oldest first) for `poll()`. An exception raised by `on_result` is reported to
-    `on_error(text)` (default: stderr) with its traceback, and the worker goes on.
+    (oldest first) for `poll()`. An exception raised by `on_result` is reported to `on_error(text)`
+    (default: stderr) with its traceback, and the worker goes on. `niceness` > 0 lowers the
+    thread's CPU priority by that much (the node's image encoders: they must not delay the control
+    path's inference).
     """
 
     def __init__(self, predict: Callable[..., np.ndarray],
                  on_result: Callable[[InferenceResult], None] | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None, niceness: int = 0,
+                 name: str = "act_inference") -> None:
         self._predict = predict
+        self.niceness = int(niceness)
         self._on_result = on_result
         self._on_error = on_error or (lambda text: print(text, file=sys.stderr, flush=True))
         self._cv = threading.Condition()
@@ -71,7 +78,7 @@ class InferenceWorker:
         self._stop = False
         self.n_done = 0
         self.n_replaced = 0
-        self._thread = threading.Thread(target=self._loop, name="act_inference", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     @property
@@ -114,6 +121,8 @@ class InferenceWorker:
         self._thread.join(timeout=5.0)
 
     def _loop(self) -> None:
+        if self.niceness > 0:
+            _lower_thread_priority(self.niceness, self._on_error)
         while True:
             with self._cv:
                 while self._pending is None and not self._stop:
@@ -145,6 +154,17 @@ class InferenceWorker:
                 self._running = False
                 self.n_done += 1
                 self._cv.notify_all()
+
+
+def _lower_thread_priority(niceness: int, on_error: Callable[[str], None]) -> None:
+    """Raise the calling thread's nice value by `niceness` (Linux schedules threads one by one;
+    raising it needs no privilege), so that this thread yields the CPU to the control path."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    except (AttributeError, OSError) as e:  # not Linux/macOS, or refused: run at normal priority
+        on_error(f"{threading.current_thread().name}: cannot lower the thread's priority ({e}); "
+                 f"it runs at the process's")
 
 
 class PrefetchPlanner:
@@ -179,3 +199,40 @@ class PrefetchPlanner:
         """Ticks before need at which the next query must start (see the class docstring)."""
         ticks = 0 if self.ema_s is None else math.ceil(self.ema_s * self.rate_hz - 1e-9)
         return max(0, ticks) + self.margin_ticks
+
+
+class TickTrigger:
+    """Ticks started by arrivals (joint states) at `rate_hz` on average: ticks are due on a grid
+    of one period, and an arrival at time t (seconds, monotonic) starts a tick when t is no more
+    than `tolerance` periods before the next due time.
+
+    So joint states at 100 Hz start a tick every second one (50 Hz), at 50 Hz every one, and a
+    late one starts its tick at once (the grid then catches up; after a gap of over a period it
+    restarts from that arrival). The tolerance absorbs the driver's jitter: an arrival slightly
+    early for its period is not skipped for a whole period; 0.3, not a round fraction, so that the
+    window's edge does not fall on the arrival times of drivers at 100 or 200 Hz. Arrivals slower
+    than the rate give a tick each, at their own rate."""
+
+    def __init__(self, rate_hz: float, tolerance: float = 0.3) -> None:
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        if not 0.0 <= tolerance < 1.0:
+            raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+        self.period = 1.0 / float(rate_hz)
+        self.tolerance = float(tolerance)
+        self.due: float | None = None   # when the next tick is due
+        self.last: float | None = None  # when the previous tick started
+
+    def arrival(self, t: float) -> bool:
+        """True when the arrival at `t` starts a tick."""
+        t = float(t)
+        if self.due is not None and t < self.due - self.tolerance * self.period:
+            return False
+        on_grid = self.due is not None and t - self.due <= self.period
+        self.due = (self.due if on_grid else t) + self.period
+        self.last = t
+        return True
+
+    def reset(self) -> None:
+        """Forget the grid: the next arrival starts a tick."""
+        self.due = self.last = None

@@ -21,6 +21,7 @@ __all__ = ["NodeConfigError", "NodeParams", "DYNAMIC", "FROM_CHECKPOINT", "COMMA
 COMMAND_TYPES = ("float64_array", "joint_trajectory")
 EXECUTIONS = ("chunked", "ensemble")
 ON_STALE = ("hold", "silent")
+TICK_SOURCES = ("timer", "joint_states")
 LIMIT_SOURCES = ("cell", "params", "none")
 
 
@@ -55,6 +56,16 @@ class NodeParams:
     camera_topics: list[str] = _p([], "Image topic per policy camera (checkpoint order). "
                                       "Empty: camera/<name>/image_raw.")
     control_rate: float = _p(50.0, "Control tick rate in Hz (timer mode).")
+    tick_source: str = _p("timer", "What starts a control tick: 'timer' (a wall-clock timer at control_rate) "
+                                   "or 'joint_states' (ticks are due every 1/control_rate s and the first "
+                                   "joint state within 0.3 periods of a due tick starts it: the command is "
+                                   "computed from that observation and published as soon as the policy has "
+                                   "answered, instead of at the next timer tick; the timer then only holds "
+                                   "the arm on stale inputs). Lockstep mode ignores it.")
+    encode_on_arrival: bool = _p(True, "Run the image half of the network (the trunk) once per camera frame, "
+                                       "on its own thread, when the frame arrives, and only the transformer "
+                                       "per query (the chunk is the same). false: the whole network per "
+                                       "query, on the newest frames. Lockstep mode always runs it whole.")
     execution: str = _p("", "Chunk execution: 'chunked' or 'ensemble' (ACT temporal ensembling); empty = "
                             "the checkpoint's deployment default (resolved at configure and set back).")
     ensemble_k: float = _p(-1.0, "Ensemble weight w_i = exp(-k*i), i = 0 the oldest prediction; < 0 = the "
@@ -138,7 +149,7 @@ class NodeParams:
         from act_training.runtime.backends import BACKENDS
 
         for name, choices in (("execution", ("", *EXECUTIONS)), ("command_type", COMMAND_TYPES),
-                              ("backend", BACKENDS),
+                              ("backend", BACKENDS), ("tick_source", TICK_SOURCES),
                               ("on_stale", ON_STALE), ("joint_limits_source", LIMIT_SOURCES)):
             if getattr(self, name) not in choices:
                 raise bad(name, f"one of {list(choices)}")

@@ -53,7 +53,13 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from act_msgs.msg import ActionChunk, PolicyStatus
-from act_policy_node.engine import InferenceRequest, InferenceResult, InferenceWorker, PrefetchPlanner
+from act_policy_node.engine import (
+    InferenceRequest,
+    InferenceResult,
+    InferenceWorker,
+    PrefetchPlanner,
+    TickTrigger,
+)
 from act_policy_node.params import DYNAMIC, FROM_CHECKPOINT, NodeConfigError, NodeParams
 from act_policy_node.safety import CommandLimiter, InferenceWatchdog, StalenessMonitor, tracking_violation
 
@@ -61,6 +67,8 @@ MODE_NAMES = {PolicyStatus.MODE_IDLE: "idle", PolicyStatus.MODE_RUNNING: "runnin
               PolicyStatus.MODE_HOLDING: "holding", PolicyStatus.MODE_WAITING: "waiting"}
 DIAGNOSTIC_LEVELS = {PolicyStatus.MODE_RUNNING: DiagnosticStatus.OK,  # else WARN
                      PolicyStatus.MODE_HOLDING: DiagnosticStatus.ERROR}
+# How much lower the image encoders' CPU priority is than the rest of the node's (nice value)
+ENCODER_NICENESS = 10
 # Parameter types of the list parameters (an empty list default does not tell rclpy its type).
 LIST_TYPES = {str: Parameter.Type.STRING_ARRAY, float: Parameter.Type.DOUBLE_ARRAY}
 
@@ -96,6 +104,7 @@ class ACTPolicyNode(LifecycleNode):
         self._warned: dict[str, float] = {}
         self._interfaces: list = []      # created by configure, destroyed by cleanup
         self.worker: InferenceWorker | None = None
+        self.encoders: dict[str, InferenceWorker] = {}  # policy camera -> its image-half worker
         self.runtime = None
         self._active = False
         self._configured = False
@@ -200,6 +209,8 @@ class ACTPolicyNode(LifecycleNode):
             f"ACT policy on arm {p.arm}{' (mirrored)' if self.view.mirror.mirrored else ''}: "
             f"{p.execution}{' (prefetch)' if self._prefetch else ''} C={self.C} A={self.A} "
             f"cameras={self.cameras} joints={self.joint_names} {timing} backend={self.runtime.backend} "
+            f"ticks={'lockstep' if p.lockstep else p.tick_source} "
+            f"image half {'on arrival' if self._split else 'per query'} "
             f"limits={'on' if self.limiter.enabled else 'off'} enabled_on_start={p.enabled_on_start}")
 
     def _resolve_deployment_defaults(self, dep) -> None:
@@ -228,8 +239,10 @@ class ACTPolicyNode(LifecycleNode):
             raise NodeConfigError("parameter checkpoint: expected the policy file (.pt), got ''")
         from act_training.runtime.policy import ACTPolicyRuntime
 
+        threads = _pin_compute_threads(self.p.inference_threads)  # before the backend's sessions exist
         try:
-            return ACTPolicyRuntime.load(self.p.checkpoint, device=self.p.device, backend=self.p.backend)
+            return ACTPolicyRuntime.load(self.p.checkpoint, device=self.p.device, backend=self.p.backend,
+                                         threads=threads)
         except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
             raise NodeConfigError(f"cannot load checkpoint {self.p.checkpoint}: {e}") from None
 
@@ -282,8 +295,28 @@ class ACTPolicyNode(LifecycleNode):
         self.monitor = StalenessMonitor(self.input_names, p.stale_timeout)
         self.watchdog = InferenceWatchdog(p.inference_timeout, p.max_inference_failures)
         _pin_compute_threads(p.inference_threads)
-        self.worker = InferenceWorker(self.runtime.predict_chunk, on_result=self._on_inference,
-                                      on_error=lambda text: self.get_logger().error(text))
+        # ticks started by joint states instead of the timer (docs/ros.md "Latency")
+        by_joint_states = p.tick_source == "joint_states" and not p.lockstep
+        self.trigger = TickTrigger(p.control_rate) if by_joint_states else None
+        log_error = lambda text: self.get_logger().error(text)  # noqa: E731
+        # split inference: each camera frame's image half runs once, on arrival, on its camera's
+        # worker; a query runs only the transformer on the cached tokens (the same chunk)
+        self._split = bool(p.encode_on_arrival) and not p.lockstep
+        if self._split:
+            # at a lower CPU priority: a query's transformer must not wait for a frame's trunk
+            self.encoders = {c: InferenceWorker(self._encoder_for(c), on_result=self._on_tokens,
+                                                on_error=log_error, niceness=ENCODER_NICENESS,
+                                                name=f"act_encode_{c}") for c in self.cameras}
+        predict = self._predict_from_tokens if self._split else self.runtime.predict_chunk
+        self.worker = InferenceWorker(predict, on_result=self._on_inference, on_error=log_error)
+
+    def _encoder_for(self, camera: str):
+        """An encoder worker's call: the image half of `camera`'s frame (qpos unused)."""
+        return lambda images, qpos: self.runtime.encode_image(camera, images[camera])
+
+    def _predict_from_tokens(self, images, qpos) -> np.ndarray:
+        """The inference worker's call in split mode: `images` holds each camera's cached tokens."""
+        return self.runtime.predict_from_tokens(images, qpos)
 
     def _make_limiter(self) -> CommandLimiter:
         p = self.p
@@ -315,7 +348,7 @@ class ACTPolicyNode(LifecycleNode):
         made += [self.cmd_pub, self.chunk_pub, self.status_pub, self.diag_pub]
         made.append(self.create_service(SetBool, "~/enable", self._on_enable, callback_group=misc))
         made.append(self.create_service(Trigger, "~/reset", self._on_reset, callback_group=misc))
-        if not p.lockstep:
+        if not p.lockstep:  # with tick_source joint_states the timer only watches (stale inputs, gaps)
             made.append(self.create_timer(self.dt, self._on_tick, callback_group=timer))
         if p.status_rate > 0:
             made.append(self.create_timer(1.0 / p.status_rate, self._on_status_timer, callback_group=misc))
@@ -325,9 +358,7 @@ class ACTPolicyNode(LifecycleNode):
 
     def _release(self) -> None:
         """Undo configure: stop the worker, destroy every interface, drop the policy."""
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+        self._stop_workers()
         for entity in self._interfaces:
             destroy = {"Subscription": self.destroy_subscription, "Publisher": self.destroy_publisher,
                        "Service": self.destroy_service, "Timer": self.destroy_timer}[type(entity).__name__]
@@ -341,6 +372,10 @@ class ACTPolicyNode(LifecycleNode):
     # ------------------------------------------------------------------------------------------
     def _reset_counters(self) -> None:
         self._images: dict[str, tuple[np.ndarray, int]] = {}  # camera -> (rgb, stamp ns)
+        # split inference: policy camera -> (image tokens, receipt time of their frame)
+        self._tokens: dict[str, tuple[np.ndarray, float]] = {}
+        self._image_epoch = 0  # bumped by ~/reset: tokens of frames received before it are dropped
+        self._pending_tick: int | None = None  # joint-state tick whose command awaits its chunk
         self._qpos: tuple[np.ndarray, int] | None = None
         self._enabled = False
         self._mode = PolicyStatus.MODE_IDLE
@@ -354,7 +389,9 @@ class ACTPolicyNode(LifecycleNode):
         self._inference_ms = 0.0
         self._last_tick_t: float | None = None
         self._latency_from: float | None = None  # receipt time of the obs behind the newest chunk
-        self.latencies_ms: deque[float] = deque(maxlen=5000)
+        self._image_from: float | None = None    # receipt time of the oldest frame behind it
+        self.latencies_ms: deque[float] = deque(maxlen=20000)  # 400 s at 50 Hz
+        self.image_ages_ms: deque[float] = deque(maxlen=20000)  # frame receipt -> its first command
 
     def _warn(self, text: str, error: bool = False, key: str | None = None) -> None:
         """Throttled per `key` (default: the text up to its first colon), so that different
@@ -382,7 +419,8 @@ class ACTPolicyNode(LifecycleNode):
         self.act_executor.reset()
         self._generation += 1
         self._answered_stamp = -1
-        self._latency_from = None
+        self._latency_from = self._image_from = None
+        self._pending_tick = None
 
     def _clear_hold_and_latch(self) -> None:
         self._latched = None
@@ -409,8 +447,32 @@ class ACTPolicyNode(LifecycleNode):
             if not self._fresh(f"camera:{camera}", stamp):
                 return
             self._images[camera] = (img, stamp)
+            if self._split and self._active:
+                self._encode(camera, img)
         if self.p.lockstep:
             self._lockstep_maybe_tick()
+
+    def _encode(self, camera: str, img: np.ndarray) -> None:
+        """Queue the image half for every policy camera this robot camera feeds (lock held): the
+        frame as the policy sees it (mirrored on a mirrored deployment), newest frame first."""
+        mirror = self.view.mirror
+        for cam in self.cameras:
+            if mirror.source_camera(cam) == camera:
+                self.encoders[cam].submit(InferenceRequest(
+                    {cam: mirror.camera_image(cam, img)}, None, step=self._image_epoch,
+                    generation=self._image_epoch, stamp=self.monitor.last(f"camera:{camera}") or 0.0))
+
+    def _on_tokens(self, res: InferenceResult) -> None:
+        """An encoder worker's answer (its thread): keep the newest tokens per policy camera."""
+        cam = next(iter(res.request.images))
+        with self._lock:
+            if res.request.generation != self._image_epoch:
+                return  # a frame from before ~/reset
+            if res.chunk is None:
+                self._warn(f"camera '{cam}': image encoding failed: {res.error}", error=True,
+                           key=f"encode {cam}")
+                return
+            self._tokens[cam] = (res.chunk, res.request.stamp)
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
@@ -425,6 +487,8 @@ class ACTPolicyNode(LifecycleNode):
             if not self._fresh("joint_states", stamp):
                 return
             self._qpos = (q, stamp)
+            if self.trigger is not None and self.trigger.arrival(time.monotonic()):
+                self._tick()
         if self.p.lockstep:
             self._lockstep_maybe_tick()
 
@@ -437,13 +501,29 @@ class ACTPolicyNode(LifecycleNode):
         self._warn(f"{name}: header stamp {why} ({stamp} ns): not counted as fresh", key=f"stamp {name}")
         return False
 
+    def _ready(self) -> bool:
+        """Every input a query needs is here (lock held): the joint state and each camera's frame,
+        or in split mode each policy camera's tokens (the first frame may still be encoding)."""
+        if self._qpos is None:
+            return False
+        if self._split:
+            return all(c in self._tokens for c in self.cameras)
+        return all(c in self._images for c in self.cameras)
+
     def _snapshot(self) -> InferenceRequest:
-        """Current observation in policy space (call with the lock held, inputs present)."""
-        images = {c: self._images[c][0] for c in self.cameras}
-        imgs, q = self.view.to_policy(images, self._qpos[0])
-        t_obs = max(self.monitor.last(n) or 0.0 for n in self.input_names)
+        """Current observation in policy space (call with the lock held, `_ready()`)."""
+        t_js = self.monitor.last("joint_states") or 0.0
+        if self._split:  # the newest tokens of each camera; the qpos mirrored like to_policy's
+            imgs = {c: self._tokens[c][0] for c in self.cameras}
+            q = self.view.mirror.qpos(self._qpos[0])
+            t_images = [self._tokens[c][1] for c in self.cameras]
+        else:
+            images = {c: self._images[c][0] for c in self.cameras}
+            imgs, q = self.view.to_policy(images, self._qpos[0])
+            t_images = [self.monitor.last(f"camera:{c}") or 0.0 for c in self.cameras]
         return InferenceRequest(imgs, q, step=self.act_executor.step, generation=self._generation,
-                                stamp=t_obs, context={"stamp_ns": self._qpos[1]})
+                                stamp=max([t_js, *t_images]),
+                                context={"stamp_ns": self._qpos[1], "image_from": min(t_images)})
 
     def _submit(self) -> None:
         self.worker.submit(self._snapshot())
@@ -470,10 +550,15 @@ class ACTPolicyNode(LifecycleNode):
                 self._warn(f"chunk dropped: {e}", error=True)
                 return
             self._latency_from = res.request.stamp
+            self._image_from = res.request.context.get("image_from")
             self._publish_chunk(res)
             if self.p.lockstep:
                 self._emit_step()
-            elif self._wants_query() and self.monitor.stale(time.monotonic()) == []:
+            elif self.trigger is not None:
+                if self._pending_tick == res.request.step:  # this tick's command waited for its chunk
+                    self._pending_tick = None
+                    self._emit_step()
+            elif self._wants_query() and self.monitor.stale(time.monotonic()) == [] and self._ready():
                 self._submit()  # free again and a query is due: take the newest observation now
 
     def _publish_chunk(self, res: InferenceResult) -> None:
@@ -493,30 +578,62 @@ class ACTPolicyNode(LifecycleNode):
     # ticks
     # ------------------------------------------------------------------------------------------
     def _on_tick(self) -> None:
-        """Timer mode: never waits for inference (the worker runs it; results arrive via
-        `_on_inference` and are aligned by the executor)."""
+        """The control timer. tick_source timer: one tick. tick_source joint_states: the ticks come
+        with the joint states, and the timer only holds the arm when inputs go stale or a fault
+        latches (no joint states: no ticks)."""
         with self._lock:
-            now = time.monotonic()
-            self._ticks += 1
-            if self._last_tick_t is not None and now - self._last_tick_t > 1.5 * self.dt:
-                self._late_ticks += 1
-            self._last_tick_t = now
-            if not self._active:
-                return
-            if not self._enabled:
-                self._set_mode(PolicyStatus.MODE_IDLE, "disabled")
-                return
-            fault = self._latched or self.watchdog.problem(now)
-            if fault:
-                self._latch(fault)
-                return
-            stale = self.monitor.stale(now)
-            if stale:
-                self._on_stale(stale)
-                return
-            if self._wants_query() and not self.worker.busy:
-                self._submit()
+            if self.trigger is None:
+                self._tick()
+            else:
+                self._may_command(time.monotonic())
+
+    def _tick(self) -> None:
+        """One control tick (lock held): the checks, a query if one is due, this tick's command.
+        Never waits for inference: the worker runs it and `_on_inference` hands the chunk to the
+        executor, aligned. Started by a joint state, a tick that starts a query leaves its command
+        to `_on_inference`, so that it comes from that observation's chunk; if the next tick comes
+        first, the late chunk's command goes out from what the executor has."""
+        now = time.monotonic()
+        if self._pending_tick is not None:
+            self._pending_tick = None
             self._emit_step()
+        self._ticks += 1
+        if self._last_tick_t is not None and now - self._last_tick_t > 1.5 * self.dt:
+            self._late_ticks += 1
+        self._last_tick_t = now
+        if not self._may_command(now):
+            return
+        if self._wants_query() and not self.worker.busy and self._ready():
+            self._submit()
+            if self.trigger is not None:
+                self._pending_tick = self.act_executor.step
+                return
+        self._emit_step()
+
+    def _may_command(self, now: float) -> bool:
+        """Active, enabled, no fault, fresh inputs (lock held); otherwise set the mode and hold."""
+        if not self._active:
+            return False
+        if not self._enabled:
+            self._set_mode(PolicyStatus.MODE_IDLE, "disabled")
+            return False
+        fault = self._latched or self.watchdog.problem(now)
+        if fault:
+            self._latch(fault)
+            return False
+        stale = self.monitor.stale(now) or self._stale_tokens(now)
+        if stale:
+            self._on_stale(stale)
+            return False
+        return True
+
+    def _stale_tokens(self, now: float) -> list[str]:
+        """Split mode: cameras whose newest tokens come from a frame older than stale_timeout (the
+        frames arrive but their encoding fails or hangs)."""
+        timeout = self.monitor.timeout
+        if not self._split or not timeout or timeout <= 0:
+            return []
+        return [f"camera:{c} (image encoding)" for c, (_, t) in self._tokens.items() if now - t > timeout]
 
     def _on_stale(self, stale: list[str]) -> None:
         missing = self.monitor.missing()
@@ -585,8 +702,11 @@ class ACTPolicyNode(LifecycleNode):
         self._publish_command(cmd, ahead)
         self._last_cmd = self._hold_cmd = cmd
         if self._latency_from is not None:
-            self.latencies_ms.append((time.monotonic() - self._latency_from) * 1e3)
-            self._latency_from = None
+            now = time.monotonic()
+            self.latencies_ms.append((now - self._latency_from) * 1e3)
+            if self._image_from:
+                self.image_ages_ms.append((now - self._image_from) * 1e3)
+            self._latency_from = self._image_from = None
         self._set_mode(PolicyStatus.MODE_RUNNING, "running")
 
     def _lockstep_maybe_tick(self) -> None:
@@ -661,9 +781,13 @@ class ACTPolicyNode(LifecycleNode):
             # timer mode the node used to plan a whole chunk from the previous episode's final
             # frame: chunked real-time success fell to 18 %).
             self._images.clear()
+            self._tokens.clear()
+            self._image_epoch += 1  # frames still encoding belong to the old episode
             self._qpos = None
             if self._configured:
                 self.monitor.reset()
+                if self.trigger is not None:
+                    self.trigger.reset()
             if self._commanding():
                 self._set_mode(PolicyStatus.MODE_WAITING, "reset")
         resp.success, resp.message = True, f"executor reset (generation {self._generation})"
@@ -676,6 +800,8 @@ class ACTPolicyNode(LifecycleNode):
             "ticks": self._ticks, "missed_ticks": self._missed, "late_ticks": self._late_ticks,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else math.nan,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else math.nan,
+            "image_age_p50_ms": _percentile(self.image_ages_ms, 50),
+            "image_age_p99_ms": _percentile(self.image_ages_ms, 99),
             "inference_ms": self._inference_ms, "rejected_inputs": self._rejected,
             "clamped": self.limiter.n_clamped if self._configured else 0,
             "lookahead_ticks": self.prefetch.lookahead() if self._configured and self._prefetch else 0,
@@ -736,22 +862,34 @@ class ACTPolicyNode(LifecycleNode):
         self.diag_pub.publish(msg)
 
     def destroy_node(self) -> None:
-        """Stop the inference worker before the node goes."""
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+        """Stop the inference workers before the node goes."""
+        self._stop_workers()
         super().destroy_node()
+
+    def _stop_workers(self) -> None:
+        for w in [self.worker, *self.encoders.values()]:
+            if w is not None:
+                w.stop()
+        self.worker, self.encoders = None, {}
+
+
+def _percentile(values, q: float) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.percentile(v, q)) if v.size else math.nan
 
 
 def _duration(t: float) -> Duration:
     return Duration(sec=int(t), nanosec=int(round((t % 1.0) * 1e9)))
 
 
-def _pin_compute_threads(n: int) -> None:
-    """torch intra-op threads for inference: `n`, or all cores but one (the ROS callbacks')."""
+def _pin_compute_threads(n: int) -> int:
+    """Intra-op threads for inference (torch's, and the ONNX sessions' made after this call): `n`,
+    or all cores but one (the ROS callbacks'); returns the number."""
     import torch
 
-    torch.set_num_threads(n if n > 0 else max(1, (os.cpu_count() or 2) - 1))
+    n = n if n > 0 else max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(n)
+    return n
 
 
 def main(args=None) -> int:

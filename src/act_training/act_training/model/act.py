@@ -275,7 +275,10 @@ class ACT(nn.Module):
         return mu, logvar
 
     def image_tokens(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images (B, N, 3, H, W) -> tokens (B, N*h*w, d) and their positions (1, N*h*w, d)."""
+        """images (B, N, 3, H, W) -> tokens (B, N*h*w, d) and their positions (1, N*h*w, d).
+
+        The training path: a shared trunk runs once over all B*N frames. Camera i's tokens are
+        `camera_tokens(images[:, i], i)` (what split inference computes, and caches, per frame)."""
         B, N = images.shape[:2]
         if N != self.cfg.num_cameras:
             raise ValueError(f"expected {self.cfg.num_cameras} cameras, got images {tuple(images.shape)}")
@@ -287,31 +290,47 @@ class ACT(nn.Module):
             x = x.view(B, N, *x.shape[1:])
             feats = torch.stack([bb(x[:, i]) for i, bb in enumerate(self.backbones)], dim=1)
         feats = self.input_proj(feats.flatten(0, 1))  # (B*N, d, h, w)
-        pos = self.pos_2d(feats).to(feats.dtype)  # (1, d, h, w)
         d, h, w = feats.shape[1:]
         tokens = feats.view(B, N, d, h * w).permute(0, 1, 3, 2).reshape(B, N * h * w, d)
-        pos = pos.flatten(2).transpose(1, 2).repeat(1, N, 1)  # (1, N*h*w, d)
-        return tokens, pos
+        return tokens, self.image_positions(feats, N)
 
-    # -------------------------------------------------------------- forward
-    def forward(self, images: Tensor, qpos: Tensor, actions: Tensor | None = None,
-                action_is_pad: Tensor | None = None):
-        """-> (actions_hat (B, chunk, A), mu, logvar); mu/logvar are None without a posterior."""
+    def camera_tokens(self, image: Tensor, camera: int) -> Tensor:
+        """One camera's frames (B, 3, H, W) in [0, 1] -> its tokens (B, h*w, d): the trunk and the
+        projection, no position (the image half of the network; `decode` is the other half)."""
+        bb = self.backbones[0 if len(self.backbones) == 1 else camera]
+        feats = self.input_proj(bb((image - self.img_mean) / self.img_std))  # (B, d, h, w)
+        return feats.flatten(2).transpose(1, 2)
+
+    def image_positions(self, feats: Tensor, n_cameras: int) -> Tensor:
+        """Sine positions of N cameras' tokens, from a feature map (.., d, h, w) -> (1, N*h*w, d)."""
+        pos = self.pos_2d(feats).to(feats.dtype)  # (1, d, h, w)
+        return pos.flatten(2).transpose(1, 2).repeat(1, n_cameras, 1)
+
+    def decode(self, img_tokens: Tensor, img_pos: Tensor, qpos: Tensor, z: Tensor | None = None) -> Tensor:
+        """Image tokens (B, N*h*w, d) + positions (1, N*h*w, d), qpos (B, state_dim) and the latent
+        z (B, latent_dim; None = 0, the prior mean) -> actions_hat (B, chunk, A): the encoder over
+        [latent, qpos, image tokens], the decoder's queries and the action head."""
         B = qpos.shape[0]
-        mu = logvar = None
-        if self.cfg.use_vae and actions is not None:
-            mu, logvar = self.encode_latent(qpos, actions, action_is_pad)
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        else:
+        if z is None:
             z = qpos.new_zeros(B, self.cfg.latent_dim)
-        img, img_pos = self.image_tokens(images)
-        tokens = torch.cat([self.latent_proj(z)[:, None], self.qpos_proj(qpos)[:, None], img], dim=1)
+        tokens = torch.cat([self.latent_proj(z)[:, None], self.qpos_proj(qpos)[:, None], img_tokens], dim=1)
         pos = torch.cat([self.token_pos.weight[None].to(img_pos.dtype), img_pos], dim=1)
         memory = self.encoder(tokens, pos)
         query_pos = self.query_pos.weight[None]
         tgt = memory.new_zeros(B, self.cfg.chunk_size, self.cfg.hidden_dim)
         h = self.decoder(tgt, query_pos.to(memory.dtype), memory, pos)
-        return self.action_head(h), mu, logvar
+        return self.action_head(h)
+
+    # -------------------------------------------------------------- forward
+    def forward(self, images: Tensor, qpos: Tensor, actions: Tensor | None = None,
+                action_is_pad: Tensor | None = None):
+        """-> (actions_hat (B, chunk, A), mu, logvar); mu/logvar are None without a posterior."""
+        mu = logvar = z = None
+        if self.cfg.use_vae and actions is not None:
+            mu, logvar = self.encode_latent(qpos, actions, action_is_pad)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        img, img_pos = self.image_tokens(images)
+        return self.decode(img, img_pos, qpos, z), mu, logvar
 
 
 def act_loss(actions_hat: Tensor, actions: Tensor, action_is_pad: Tensor | None, mu: Tensor | None,

@@ -1,20 +1,23 @@
 """Inference backends: the one network call of the policy runtime, in eager PyTorch or faster.
 
     net = make_backend("onnx", model, checkpoint="policy.pt", threads=2)
-    actions = net(images, qpos)
-    # images (B, N_cams, 3, H, W) float32 in [0, 1] (already cropped and resized by the pipeline)
-    # qpos   (B, state_dim) float32, normalised
-    # -> actions (B, chunk, action_dim) float32 torch tensor, normalised, z = 0 (the CVAE prior mean)
+    tokens = net.camera_tokens(i, image)  # camera i: (B, 3, H, W) float32 in [0, 1] -> (B, h*w, d)
+    actions = net.decode(tokens, qpos)     # (B, N_cams*h*w, d) + qpos (B, state_dim), normalised
+                                           # -> (B, chunk, action_dim) normalised, z = 0
+    actions = net(images, qpos)            # both halves: images (B, N_cams, 3, H, W)
 
-A backend replaces only `model(images, qpos)` at inference. The image preparation and the
-(de-)normalisation stay in the runtime, one implementation for every backend, so the backends
-differ in nothing but how the network is executed:
+The network runs in two halves: the image trunk per camera frame, and the transformer that
+turns the image tokens and qpos into a chunk. The policy node encodes each camera frame once,
+when it arrives, and runs only the transformer on every control tick (docs/ros.md); the runtime,
+the evaluator and the node all call the same two halves, so they compute the same chunks.
+A backend replaces only the network. The image preparation and the (de-)normalisation stay in
+the runtime, one implementation for every backend:
 
     torch  eager PyTorch under inference_mode (the reference)
-    jit    torch.jit.trace + torch.jit.freeze: a frozen TorchScript graph, weights folded in
-    onnx   ONNX Runtime on the graph `act_export` writes (exported on first use and cached next to
-           the checkpoint as <stem>.<hash>.onnx; the hash is of the checkpoint file, so a retrained
-           checkpoint never runs a stale graph)
+    jit    torch.jit.trace + torch.jit.freeze of each half: frozen TorchScript graphs
+    onnx   ONNX Runtime on the graphs `act_export` writes (exported on first use and cached next to
+           the checkpoint as <stem>.<hash>.<half>.onnx; the hash is of the checkpoint file, so a
+           retrained checkpoint never runs a stale graph)
 
 docs/performance.md has the measured latencies; `onnx` is the recommended CPU backend.
 """
@@ -34,7 +37,7 @@ BACKENDS = ("torch", "jit", "onnx")
 class InferenceGraph(nn.Module):
     """ACT's inference forward as a module of two inputs: (images, qpos) -> actions, z = 0.
 
-    What `act_export` exports and `jit` traces: no posterior, no optional arguments."""
+    The whole network in one graph: what `act_export --out` writes for use outside this package."""
 
     def __init__(self, model: ACT):
         super().__init__()
@@ -42,6 +45,44 @@ class InferenceGraph(nn.Module):
 
     def forward(self, images: Tensor, qpos: Tensor) -> Tensor:
         return self.model(images, qpos)[0]
+
+
+class TrunkGraph(nn.Module):
+    """The image half for camera `camera`: frames (B, 3, H, W) in [0, 1] -> tokens (B, h*w, d)."""
+
+    def __init__(self, model: ACT, camera: int):
+        super().__init__()
+        self.model, self.camera = model, int(camera)
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.model.camera_tokens(image, self.camera)
+
+
+class DecodeGraph(nn.Module):
+    """The transformer half: image tokens (B, N*h*w, d) and qpos (B, state_dim) -> actions, z = 0.
+    The tokens' sine positions depend only on the feature map's size: a constant of the graph."""
+
+    def __init__(self, model: ACT):
+        super().__init__()
+        self.model = model
+        cfg = model.cfg
+        with torch.no_grad():
+            probe = next(model.parameters()).new_zeros(1, 3, *cfg.image_size)
+            feats = model.input_proj(model.backbones[0](probe))
+            self.register_buffer("img_pos", model.image_positions(feats, cfg.num_cameras), persistent=False)
+
+    def forward(self, tokens: Tensor, qpos: Tensor) -> Tensor:
+        return self.model.decode(tokens, self.img_pos, qpos)
+
+
+def trunk_cameras(model: ACT) -> list[int]:
+    """Camera indices with a trunk of their own: [0] when the trunk is shared, else every camera."""
+    return [0] if len(model.backbones) == 1 else list(range(model.cfg.num_cameras))
+
+
+def trunk_of(model: ACT, camera: int) -> int:
+    """Which trunk graph encodes camera `camera`."""
+    return 0 if len(model.backbones) == 1 else int(camera)
 
 
 def example_inputs(model: ACT, batch: int = 1) -> tuple[Tensor, Tensor]:
@@ -53,21 +94,34 @@ def example_inputs(model: ACT, batch: int = 1) -> tuple[Tensor, Tensor]:
     return images, qpos
 
 
-class TorchBackend:
+class _TwoHalves:
+    """`__call__(images, qpos)`: every camera through its trunk, then the decoder."""
+
+    def __call__(self, images: Tensor, qpos: Tensor) -> Tensor:
+        tokens = [self.camera_tokens(i, images[:, i]) for i in range(images.shape[1])]
+        return self.decode(torch.cat(tokens, dim=1), qpos)
+
+
+class TorchBackend(_TwoHalves):
     """Eager PyTorch, the reference every other backend is tested against."""
 
     name = "torch"
 
     def __init__(self, model: ACT):
         self.model = model.eval()
+        self._decode = DecodeGraph(self.model).eval()
 
-    def __call__(self, images: Tensor, qpos: Tensor) -> Tensor:
+    def camera_tokens(self, camera: int, image: Tensor) -> Tensor:
         with torch.inference_mode():
-            return self.model(images, qpos)[0].float()
+            return self.model.camera_tokens(image, camera).float()
+
+    def decode(self, tokens: Tensor, qpos: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self._decode(tokens.to(self._decode.img_pos.dtype), qpos).float()
 
 
-class JitBackend:
-    """A traced, frozen TorchScript graph of the inference forward (CPU or CUDA)."""
+class JitBackend(_TwoHalves):
+    """Traced, frozen TorchScript graphs of the two halves (CPU or CUDA)."""
 
     name = "jit"
 
@@ -75,47 +129,69 @@ class JitBackend:
         model = model.eval()
         images, qpos = example_inputs(model)
         dev = next(model.parameters()).device
+        images, qpos = images.to(dev), qpos.to(dev)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings on shape checks: shapes are inputs' here
-            traced = torch.jit.trace(InferenceGraph(model).eval(), (images.to(dev), qpos.to(dev)),
-                                     check_trace=False)
-            self.graph = torch.jit.freeze(traced)
+            self.trunks = {i: torch.jit.freeze(torch.jit.trace(TrunkGraph(model, i).eval(), (images[:, i],),
+                                                               check_trace=False))
+                           for i in trunk_cameras(model)}
+            tokens = torch.cat([model.camera_tokens(images[:, i], i) for i in range(images.shape[1])], 1)
+            self.head = torch.jit.freeze(torch.jit.trace(DecodeGraph(model).eval(), (tokens, qpos),
+                                                         check_trace=False))
+        self._model = model
 
-    def __call__(self, images: Tensor, qpos: Tensor) -> Tensor:
+    def camera_tokens(self, camera: int, image: Tensor) -> Tensor:
         with torch.inference_mode():
-            return self.graph(images, qpos).float()
+            return self.trunks[trunk_of(self._model, camera)](image).float()
+
+    def decode(self, tokens: Tensor, qpos: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return self.head(tokens, qpos).float()
 
 
-class OnnxBackend:
-    """ONNX Runtime (CPU execution provider) on an exported graph.
+class OnnxBackend(_TwoHalves):
+    """ONNX Runtime (CPU execution provider) on the exported halves: `graphs` maps "trunk<i>" (one
+    per trunk, `trunk_cameras`) and "decode" to a file path or the graph's bytes.
 
     threads: intra-op threads (0 = torch's current setting, i.e. what the eager backend uses);
-    inter-op is 1 (the graph is one chain). allow_spinning: ORT's workers busy-wait between ops
+    inter-op is 1 (each graph is one chain). allow_spinning: ORT's workers busy-wait between ops
     and calls by default; off here, because on a 2-core machine spinning threads take the CPU
-    from the control loop and the sensor callbacks (see docs/performance.md for both figures)."""
+    from the control loop and the sensor callbacks (see docs/performance.md for both figures).
+    The sessions are independent: the node runs a trunk and the decoder on two threads at once."""
 
     name = "onnx"
 
-    def __init__(self, onnx_model: str | bytes, threads: int = 0, allow_spinning: bool = False):
-        try:
-            import onnxruntime as ort
-        except ImportError as e:  # pragma: no cover - onnxruntime is in requirements.txt
-            raise RuntimeError("backend 'onnx' needs the onnxruntime package (requirements.txt)") from e
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or torch.get_num_threads()
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        spin = "1" if allow_spinning else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
-        self.session = ort.InferenceSession(onnx_model, sess_options=so, providers=["CPUExecutionProvider"])
-        self.threads = so.intra_op_num_threads
+    def __init__(self, graphs: dict, shared_trunk: bool, threads: int = 0, allow_spinning: bool = False):
+        self.threads = threads or torch.get_num_threads()
+        self.sessions = {k: onnx_session(g, self.threads, allow_spinning) for k, g in graphs.items()}
+        self.shared_trunk = bool(shared_trunk)
 
-    def __call__(self, images: Tensor, qpos: Tensor) -> Tensor:
-        feeds = {"images": images.detach().cpu().float().contiguous().numpy(),
+    def camera_tokens(self, camera: int, image: Tensor) -> Tensor:
+        sess = self.sessions[f"trunk{0 if self.shared_trunk else int(camera)}"]
+        feed = {"image": image.detach().cpu().float().contiguous().numpy()}
+        return torch.from_numpy(sess.run(["tokens"], feed)[0])
+
+    def decode(self, tokens: Tensor, qpos: Tensor) -> Tensor:
+        feeds = {"tokens": tokens.detach().cpu().float().contiguous().numpy(),
                  "qpos": qpos.detach().cpu().float().contiguous().numpy()}
-        return torch.from_numpy(self.session.run(["actions"], feeds)[0])
+        return torch.from_numpy(self.sessions["decode"].run(["actions"], feeds)[0])
+
+
+def onnx_session(graph: str | bytes, threads: int, allow_spinning: bool = False):
+    """An ONNX Runtime CPU session for `graph` (path or bytes) with the settings OnnxBackend documents."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - onnxruntime is in requirements.txt
+        raise RuntimeError("backend 'onnx' needs the onnxruntime package (requirements.txt)") from e
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spin = "1" if allow_spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return ort.InferenceSession(graph, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 def make_backend(name: str, model: ACT, checkpoint=None, threads: int = 0,
@@ -130,9 +206,10 @@ def make_backend(name: str, model: ACT, checkpoint=None, threads: int = 0,
             raise ValueError(f"backend 'onnx' runs on the CPU here, not on device '{device}'")
         from act_training.runtime.export import cached_onnx
 
-        return OnnxBackend(cached_onnx(model, checkpoint), threads=threads)
+        return OnnxBackend(cached_onnx(model, checkpoint), shared_trunk=len(model.backbones) == 1,
+                           threads=threads)
     raise ValueError(f"unknown inference backend '{name}': expected one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "InferenceGraph", "JitBackend", "OnnxBackend", "TorchBackend", "example_inputs",
-           "make_backend"]
+__all__ = ["BACKENDS", "DecodeGraph", "InferenceGraph", "JitBackend", "OnnxBackend", "TorchBackend",
+           "TrunkGraph", "example_inputs", "make_backend", "onnx_session", "trunk_cameras", "trunk_of"]

@@ -1,14 +1,19 @@
-"""act_export: a checkpoint's inference network as an ONNX graph, for ONNX Runtime.
+"""act_export: a checkpoint's inference network as ONNX graphs, for ONNX Runtime.
 
-    act_export --checkpoint runs/x/policy.pt            # -> runs/x/policy.<hash>.onnx (the cache
-                                                        #    ACTPolicyRuntime.load(backend="onnx") reads)
-    act_export --checkpoint policy.pt --out policy.onnx [--opset 17] [--check]
+    act_export --checkpoint runs/x/policy.pt            # -> runs/x/policy.<hash>.trunk0.onnx and
+                                                        #    runs/x/policy.<hash>.decode.onnx: the cache
+                                                        #    ACTPolicyRuntime.load(backend="onnx") reads
+    act_export --checkpoint policy.pt --out policy.onnx [--opset 17] [--check]   # one whole graph
 
-The graph is the network only, at z = 0 (the CVAE prior mean), as the runtime runs it:
+The graphs are the network only, at z = 0 (the CVAE prior mean). The runtime runs it in two
+halves (runtime.backends): a trunk per camera and the transformer ("decode"):
 
-    inputs   images  (B, N_cams, 3, H, W) float32 in [0, 1], cropped and resized to the model size
-             qpos    (B, state_dim) float32, normalised with the checkpoint's statistics
-    output   actions (B, chunk, action_dim) float32, normalised
+    trunk<i>  image   (B, 3, H, W) float32 in [0, 1], cropped and resized to the model size
+              -> tokens (B, h*w, d)            (one trunk<i> per camera, or trunk0 when shared)
+    decode    tokens  (B, N_cams*h*w, d), the cameras' tokens in camera order
+              qpos    (B, state_dim) float32, normalised with the checkpoint's statistics
+              -> actions (B, chunk, action_dim) float32, normalised
+    --out     images  (B, N_cams, 3, H, W), qpos -> actions: both halves in one graph
     B is a dynamic axis.
 
 Normalisation is NOT in the graph: the runtime's pipeline (resize, qpos normalisation, action
@@ -30,36 +35,63 @@ from pathlib import Path
 import torch
 
 from act_training.model.act import ACT
-from act_training.runtime.backends import InferenceGraph, example_inputs
+from act_training.runtime.backends import (
+    DecodeGraph,
+    InferenceGraph,
+    TrunkGraph,
+    example_inputs,
+    trunk_cameras,
+)
 from act_training.training.checkpoint import CheckpointError
 
 OPSET = 17
-# bump when the exported graph changes (inputs, outputs, what is inside): invalidates caches
-EXPORT_VERSION = 1
+# bump when the exported graphs change (inputs, outputs, what is inside): invalidates caches
+EXPORT_VERSION = 2
 
 
 def export_onnx(model: ACT, out: str | Path | io.BytesIO, opset: int = OPSET) -> str | Path | io.BytesIO:
-    """Export `model`'s inference forward (see module docstring) to `out` (a path, written
+    """Export `model`'s whole inference forward (images, qpos -> actions) to `out` (a path, written
     atomically, or a BytesIO)."""
+    return _export(InferenceGraph(model.eval()), example_inputs(model), ["images", "qpos"], out, opset)
+
+
+def export_halves(model: ACT, out: dict[str, Path] | None = None,
+                  opset: int = OPSET) -> dict[str, str | bytes]:
+    """Export the runtime's graphs (module docstring): {"trunk<i>": ..., "decode": ...}, each to
+    `out[name]` (written atomically; the path is returned) or, without `out`, as bytes."""
+    model = model.eval()
+    images, qpos = example_inputs(model)
+    with torch.no_grad():
+        tokens = torch.cat([model.camera_tokens(images[:, i], i) for i in range(images.shape[1])], 1)
+    jobs = {f"trunk{i}": (TrunkGraph(model, i), (images[:, i],), ["image"], "tokens")
+            for i in trunk_cameras(model)}
+    jobs["decode"] = (DecodeGraph(model), (tokens, qpos), ["tokens", "qpos"], "actions")
+    got = {}
+    for name, (module, args, inputs, output) in jobs.items():
+        dest = out[name] if out is not None else io.BytesIO()
+        done = _export(module, args, inputs, dest, opset, output)
+        got[name] = done.getvalue() if isinstance(done, io.BytesIO) else str(done)
+    return got
+
+
+def _export(module, args, inputs: list[str], out, opset: int, output: str = "actions"):
     if opset < 17:
         raise ValueError(f"opset {opset}: need >= 17 (LayerNormalization)")
-    graph = InferenceGraph(model.eval()).eval()
-    args = example_inputs(model)
-    dyn = {"images": {0: "batch"}, "qpos": {0: "batch"}, "actions": {0: "batch"}}
-    kwargs = dict(input_names=["images", "qpos"], output_names=["actions"], dynamic_axes=dyn,
+    dyn = {name: {0: "batch"} for name in [*inputs, output]}
+    kwargs = dict(input_names=inputs, output_names=[output], dynamic_axes=dyn,
                   opset_version=opset, dynamo=False, do_constant_folding=True)
     with warnings.catch_warnings():
         # the TorchScript-based exporter warns that it is deprecated in favour of dynamo=True,
         # which needs onnxscript and takes ~10x longer here; the graph it writes is what we test
         warnings.simplefilter("ignore")
         if isinstance(out, io.BytesIO):
-            torch.onnx.export(graph, args, out, **kwargs)
+            torch.onnx.export(module.eval(), args, out, **kwargs)
             return out
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         try:
-            torch.onnx.export(graph, args, str(tmp), **kwargs)
+            torch.onnx.export(module.eval(), args, str(tmp), **kwargs)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, out)
@@ -77,39 +109,48 @@ def checkpoint_hash(checkpoint: str | Path, opset: int = OPSET) -> str:
     return h.hexdigest()[:12]
 
 
-def cache_path(checkpoint: str | Path, opset: int = OPSET) -> Path:
-    """Where the ONNX graph of `checkpoint` is cached: <dir>/<stem>.<hash>.onnx."""
+def cache_paths(checkpoint: str | Path, model: ACT, opset: int = OPSET) -> dict[str, Path]:
+    """Where the ONNX graphs of `checkpoint` are cached: {half: <dir>/<stem>.<hash>.<half>.onnx}."""
     p = Path(checkpoint)
-    return p.with_name(f"{p.stem}.{checkpoint_hash(p, opset)}.onnx")
+    key = checkpoint_hash(p, opset)
+    names = [f"trunk{i}" for i in trunk_cameras(model)] + ["decode"]
+    return {n: p.with_name(f"{p.stem}.{key}.{n}.onnx") for n in names}
 
 
-def cached_onnx(model: ACT, checkpoint: str | Path | None, opset: int = OPSET) -> str | bytes:
-    """The ONNX graph of `model` loaded from `checkpoint`: the cached file's path, exporting it
-    first when missing (stale exports of the same stem are removed); the graph's bytes when there
-    is no checkpoint path or its directory is not writable."""
+def cached_onnx(model: ACT, checkpoint: str | Path | None, opset: int = OPSET) -> dict[str, str | bytes]:
+    """The ONNX graphs of `model` loaded from `checkpoint` (`export_halves`' dict): the cached
+    files' paths, exporting them first when missing (stale exports of the same stem are removed);
+    the graphs' bytes when there is no checkpoint path or its directory is not writable."""
     if checkpoint is None:
-        return export_onnx(model, io.BytesIO(), opset).getvalue()
-    path = cache_path(checkpoint, opset)
-    if path.is_file():
-        return str(path)
-    if not os.access(path.parent, os.W_OK):
-        return export_onnx(model, io.BytesIO(), opset).getvalue()
-    for old in path.parent.glob(f"{Path(checkpoint).stem}.*.onnx"):
-        if old != path and len(old.suffixes) >= 2:
+        return export_halves(model, None, opset)
+    paths = cache_paths(checkpoint, model, opset)
+    if all(p.is_file() for p in paths.values()):
+        return {n: str(p) for n, p in paths.items()}
+    folder = Path(checkpoint).parent
+    if not os.access(folder, os.W_OK):
+        return export_halves(model, None, opset)
+    keep = set(paths.values())
+    for old in folder.glob(f"{Path(checkpoint).stem}.*.onnx"):
+        if old not in keep and len(old.suffixes) >= 2:
             old.unlink(missing_ok=True)
-    return str(export_onnx(model, path, opset))
+    return export_halves(model, paths, opset)
 
 
 # ----------------------------------------------------------------------------- CLI
-def parity(checkpoint: str | Path, onnx_path: str | Path, batch: int = 4) -> float:
-    """Largest |ONNX - eager torch| over random inputs, in real (de-normalised) units."""
-    from act_training.runtime.backends import OnnxBackend, TorchBackend
+def parity(checkpoint: str | Path, onnx_path: str | Path | None = None, batch: int = 4) -> float:
+    """Largest |ONNX - eager torch| over random inputs, in real (de-normalised) units: of the whole
+    graph at `onnx_path`, or (None) of the runtime's cached halves."""
+    from act_training.runtime.backends import TorchBackend, onnx_session
     from act_training.runtime.policy import ACTPolicyRuntime
 
     rt = ACTPolicyRuntime.load(checkpoint)
     images, qpos = example_inputs(rt.model, batch)
     ref = TorchBackend(rt.model)(images, qpos)
-    got = OnnxBackend(str(onnx_path))(images, qpos)
+    if onnx_path is None:
+        got = ACTPolicyRuntime.load(checkpoint, backend="onnx").network(images, qpos)
+    else:
+        sess = onnx_session(str(onnx_path), threads=torch.get_num_threads())
+        got = torch.from_numpy(sess.run(["actions"], {"images": images.numpy(), "qpos": qpos.numpy()})[0])
     return float(((got - ref).abs() * torch.as_tensor(rt.stats.action_std)).max())
 
 
@@ -117,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The `act_export` argument parser."""
     p = argparse.ArgumentParser(prog="act_export", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="policy checkpoint (.pt) written by act_train")
-    p.add_argument("--out", help="ONNX file to write (default: the runtime's cache, <stem>.<hash>.onnx "
-                                 "next to the checkpoint)")
+    p.add_argument("--out", help="write the whole network as one ONNX file here (default: the runtime's "
+                                 "cache of two halves, <stem>.<hash>.<half>.onnx next to the checkpoint)")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, >= 17 (default {OPSET})")
     p.add_argument("--check", action="store_true",
                    help="compare ONNX Runtime with eager PyTorch on random inputs (max |diff|, real units)")
@@ -135,20 +176,23 @@ def main(argv: list[str] | None = None) -> int:
         if a.opset < 17:
             raise ValueError(f"--opset {a.opset}: expected >= 17")
         rt = ACTPolicyRuntime.load(a.checkpoint)
-        out = Path(a.out) if a.out else cache_path(a.checkpoint, a.opset)
-        export_onnx(rt.model, out, a.opset)
+        if a.out:
+            outs = [str(export_onnx(rt.model, Path(a.out), a.opset))]
+        else:
+            paths = cache_paths(a.checkpoint, rt.model, a.opset)
+            outs = list(export_halves(rt.model, paths, a.opset).values())
         if a.check:
-            print(f"act_export: max |onnx - torch| = {parity(a.checkpoint, out):.3g} (real units)",
-                  file=sys.stderr)
+            diff = parity(a.checkpoint, a.out if a.out else None)
+            print(f"act_export: max |onnx - torch| = {diff:.3g} (real units)", file=sys.stderr)
     except (CheckpointError, ValueError, OSError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # torch's errors span lines
         print(f"act_export: error: {first}", file=sys.stderr)
         return 2
-    print(out)
+    print("\n".join(outs))
     return 0
 
 
-__all__ = ["OPSET", "cache_path", "cached_onnx", "checkpoint_hash", "export_onnx", "main"]
+__all__ = ["OPSET", "cache_paths", "cached_onnx", "checkpoint_hash", "export_halves", "export_onnx", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -62,6 +62,21 @@ class MirrorStep:
             q = self.mirror_map.qpos(q)
         return imgs, q
 
+    def source_camera(self, camera: str) -> str:
+        """The robot camera whose frame becomes policy camera `camera` (itself without a swap)."""
+        return self.mirror_map.camera_name(camera) if self.mirror_map is not None else camera
+
+    def camera_image(self, camera: str, image: np.ndarray) -> np.ndarray:
+        """Policy camera `camera`'s view of its source frame (`source_camera`): what `observation`
+        gives for that one camera, so frames can go through one at a time."""
+        src = self.source_camera(camera)
+        return self.mirror_map.image(src, image) if self.mirror_map is not None else image
+
+    def qpos(self, qpos) -> np.ndarray:
+        """Robot-side qpos (..., D) -> policy side (float32): what `observation` gives for it."""
+        q = np.asarray(qpos, dtype=np.float32)
+        return self.mirror_map.qpos(q) if self.mirror_map is not None else q
+
     def action(self, action) -> np.ndarray:
         """Policy-side action(s) (..., A) -> robot-side joint targets (float32)."""
         a = np.asarray(action, dtype=np.float32)

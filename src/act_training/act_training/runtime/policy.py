@@ -9,14 +9,19 @@
     # -> float32 (chunk_size, action_dim), raw (un-normalised) joint targets
     chunks = runtime.predict_chunk_batch(images={"top": uint8 (B, H, W, 3)}, qpos=(B, state_dim))
     # -> float32 (B, chunk_size, action_dim)
+    tokens = runtime.encode_image("top", uint8 (H, W, 3))   # -> float32 (h*w, hidden_dim)
+    chunk = runtime.predict_from_tokens({"top": tokens}, qpos)  # = predict_chunk, image half cached
 
 Frames of any size go through `runtime.pipeline` (crop, then the one resize, then
 normalisation), the object the trainer's data path uses; the mirror is the caller's choice:
 `runtime.pipeline.with_mirror(map)` maps robot observations to the policy frame and back.
 Inference runs with z = 0 (CVAE prior mean); `backend` picks how the network runs
 (act_training.runtime.backends: eager torch, a frozen TorchScript graph, or ONNX Runtime on a
-cached export), everything around the network call is the same code for all of them. Calls are serialised
-by a lock, so the runtime can be shared between a ROS timer and a worker thread; run it OFF the
+cached export), everything around the network call is the same code for all of them.
+`predict_chunk` is `encode_image` for every camera, then `predict_from_tokens`: the policy node
+encodes each camera frame once, when it arrives, and runs only the second half on each tick.
+Calls of each half are serialised by a lock (one lock for both halves, except on ONNX Runtime,
+whose sessions run side by side), so the runtime can be shared between threads; run it OFF the
 control-loop thread (see docs/architecture.md).
 """
 
@@ -54,7 +59,8 @@ class ACTPolicyRuntime:
         self.model = model.to(device).eval()
         # the network call: eager torch, a frozen graph or ONNX Runtime (act_training.backends)
         self.backend = backend
-        self._net = make_backend(backend, self.model, checkpoint=checkpoint, threads=threads, device=device)
+        self.network = make_backend(backend, self.model, checkpoint=checkpoint, threads=threads,
+                                    device=device)
         self.stats = stats
         self.device = device
         self.camera_names: list[str] = list(camera_names)
@@ -72,7 +78,8 @@ class ACTPolicyRuntime:
         # how the policy is run by default (stored in the checkpoint; see runtime.deployment)
         self.deployment = deployment or Deployment(
             frame_size=self.frame_size, camera_names=tuple(camera_names), joint_names=tuple(joint_names))
-        self._lock = threading.Lock()
+        self._trunk_lock = threading.Lock()
+        self._decode_lock = threading.Lock() if backend == "onnx" else self._trunk_lock
         self.pipeline = Pipeline.from_model(cfg, stats, camera_names=self.camera_names)  # no mirror
 
     @classmethod
@@ -111,19 +118,49 @@ class ACTPolicyRuntime:
         if q.ndim != 2 or q.shape[1] != self.state_dim:
             raise ValueError(f"qpos must have shape (B, {self.state_dim}), got {q.shape}")
         B = q.shape[0]
-        ims = []
-        for cam in self.camera_names:
+        tokens = []
+        for i, cam in enumerate(self.camera_names):
             im = self._get(images, cam)
             if im.ndim != 4 or im.shape[0] != B or im.shape[-1] != 3 or im.dtype != np.uint8:
                 raise ValueError(f"camera '{cam}': expected uint8 ({B}, H, W, 3), got {im.shape} {im.dtype}")
-            ims.append(torch.from_numpy(np.ascontiguousarray(im)))
-        with self._lock, torch.inference_mode():
-            # per camera (cameras may differ in size): uint8 (B, H, W, 3) -> float (B, 3, h, w)
-            x = torch.stack([self.pipeline.network_images(im.to(self.device)) for im in ims], dim=1)
+            tokens.append(self._encode(i, im))
+        return self._decode(torch.cat(tokens, dim=1), q)
+
+    def encode_image(self, camera: str, image: np.ndarray) -> np.ndarray:
+        """The image half for one camera: uint8 (H, W, 3) of any size -> tokens float32 (h*w, d)."""
+        if camera not in self.camera_names:
+            raise KeyError(f"policy has no camera '{camera}' (cameras: {self.camera_names})")
+        im = self._get({camera: image}, camera)
+        if im.ndim != 3 or im.shape[-1] != 3:
+            raise ValueError(f"camera '{camera}': expected one uint8 (H, W, 3) image, got {im.shape}")
+        return self._encode(self.camera_names.index(camera), im[None])[0].cpu().numpy()
+
+    def predict_from_tokens(self, tokens: Mapping[str, np.ndarray], qpos) -> np.ndarray:
+        """The second half: {camera: `encode_image` tokens (h*w, d)}, qpos (state_dim,) -> (chunk, A),
+        the chunk `predict_chunk` gives for the images those tokens were encoded from."""
+        q = np.asarray(qpos, dtype=np.float32)
+        if q.shape != (self.state_dim,):
+            raise ValueError(f"qpos must have shape ({self.state_dim},), got {q.shape}")
+        missing = [c for c in self.camera_names if c not in tokens]
+        if missing:
+            raise KeyError(f"no image tokens for cameras {missing} (cameras: {self.camera_names})")
+        t = torch.cat([torch.as_tensor(np.asarray(tokens[c], dtype=np.float32))[None]
+                       for c in self.camera_names], dim=1)
+        return self._decode(t, q[None])[0]
+
+    def _encode(self, index: int, im: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) of camera `index` -> tokens (B, h*w, d) on the runtime's device."""
+        x = torch.from_numpy(np.ascontiguousarray(im))
+        with self._trunk_lock, torch.inference_mode():
+            x = self.pipeline.network_images(x.to(self.device))  # (B, 3, h, w) in [0, 1]
+            return self.network.camera_tokens(index, x).to(self.device)
+
+    def _decode(self, tokens: torch.Tensor, q: np.ndarray) -> np.ndarray:
+        """tokens (B, N*h*w, d), qpos (B, state_dim) in joint units -> (B, chunk, A) in joint units."""
+        with self._decode_lock, torch.inference_mode():
             qt = self.pipeline.network_qpos(torch.from_numpy(q).to(self.device))
-            a = self._net(x, qt).to(self.device)  # the backend: (B, chunk, A) normalised
-            a = self.pipeline.network_actions(a)
-            return a.cpu().numpy().astype(np.float32, copy=False)
+            a = self.network.decode(tokens.to(self.device), qt).to(self.device)  # (B, chunk, A) normalised
+            return self.pipeline.network_actions(a).cpu().numpy().astype(np.float32, copy=False)
 
     def _get(self, images: Mapping[str, np.ndarray], cam: str) -> np.ndarray:
         if cam not in images:
