@@ -219,7 +219,9 @@ def run_modes(modes, ck: Path, spec: dict, env: dict, logs: Path, concurrent: bo
                     raise RuntimeError(f"policy node exited ({r['proc'].returncode}): "
                                        f"{r['log'].read_text()[-2000:]}")
                 if time.monotonic() > end:
-                    raise RuntimeError(f"policy node never reached RUNNING: {r['log'].read_text()[-2000:]}")
+                    last = f"last status: {st.mode_name!r}, {st.message!r}" if st is not None else "no status"
+                    raise RuntimeError(f"policy node never reached RUNNING ({last}): "
+                                       f"{r['log'].read_text()[-2000:]}")
                 time.sleep(0.1)
         time.sleep(spec["warmup_s"])
         window = max(_window(r["mode"], spec) for r in runs)
