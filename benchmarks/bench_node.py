@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, area_main, log, metric, summarize  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+LARGE_IMAGES_PROFILE = ROOT / "src/act_policy_node/config/fastdds_large_images.xml"
 # label -> node parameters; "chunked" = the plain rule (query when the chunk has run out),
 # "chunked_prefetch" = the node's default: the next chunk is requested `lookahead` ticks early
 # (ceil(EMA inference x rate) + prefetch_margin_ticks, docs/ros.md)
@@ -248,6 +249,13 @@ def run_modes(modes, ck: Path, spec: dict, env: dict, logs: Path, concurrent: bo
     return metrics, details
 
 
+def _stages_note(summ: dict) -> str:
+    """'; p50/p99 ms: input_to_submit a/b, ...' from the exit summary's stages (empty without)."""
+    stages = summ.get("stages_p50_p99_ms") or {}
+    parts = [f"{k} {v[0]:.2f}/{v[1]:.2f}" for k, v in stages.items() if v and None not in v]
+    return f"; stages p50/p99 ms: {', '.join(parts)}" if parts else ""
+
+
 def _window(mode: str, spec: dict) -> float:
     """The mode's measuring window (s); NODE_WINDOW_S (environment) overrides every window."""
     if os.environ.get("NODE_WINDOW_S"):
@@ -271,7 +279,8 @@ def _reduce(r: dict, spec: dict) -> tuple[list, dict]:
     lab = f"{mode}, 50 Hz, {r['w1'] - r['w0']:.0f} s"
     metrics = [
         metric(f"node obs->command latency (node-internal), {lab}", "ms", value=p50,
-               p99=p99, note="from the node's status/summary (receipt of newest input -> command)"),
+               p99=p99, note="from the node's status/summary (receipt of newest input -> command)"
+                             + _stages_note(summ)),
         metric(f"node sensor stamp->command arrival (external), {lab}", "ms", ext["latency_ms"],
                note=f"{ext['n_chunks']} chunks, includes DDS both ways"),
         metric(f"node missed ticks, {lab}", "ticks", value=missed,
@@ -318,10 +327,12 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     os.environ["PYTHONUNBUFFERED"] = "1"
     # Fast DDS's default transports drop most 480x640 frames on a best-effort (sensor-data QoS)
-    # subscription here (3-6 of 30 frames/s arrive: a frame is ~900 kB of UDP fragments, or over
-    # the 512 kB default shared-memory segment); LARGE_DATA (shared memory sized for large
-    # messages) delivers all 30 (docs/ros.md "Large images"). Every process of the run uses it.
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    # subscription here (3-6 of 30 frames/s arrive: a frame is ~900 kB, over the 512 kB default
+    # shared-memory segment, so it goes as UDP fragments); the project's profile (shared memory
+    # with a 16 MiB segment) delivers all 30 (docs/ros.md "Large images"). Every process of the run
+    # uses it. (FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA delivered them too, but adds TCP, and 2 of
+    # ~12 node starts never matched the running sensor process with it.)
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(LARGE_IMAGES_PROFILE))
     from bench_inference import make_checkpoint
 
     spec = QUICK if quick else FULL
@@ -344,7 +355,7 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
     metrics = [metric(f"node image callback work: decode rgb8 {h}x{w}", "ms", [1e3 * x for x in cost],
                       note="per frame, in-process (act_training.runtime.sensors)")]
     details = {"preset": spec["preset"], "camera_hw": [h, w], "camera_hz": 30, "joint_hz": 100,
-               "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS"),
+               "fastdds_profiles_file": os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"),
                             "control_hz": RATE_HZ, "window_s": spec["window_s"], "warmup_s": spec["warmup_s"],
                             "ros_domain_id": domain_id}
     try:

@@ -40,6 +40,8 @@ class InferenceRequest:
     generation: int           # bumped by every reset
     stamp: float = 0.0        # observation time (seconds, caller's clock), carried through
     context: dict = field(default_factory=dict)
+    submitted: float = 0.0    # time.monotonic() of `submit` (set by the worker)
+    started: float = 0.0      # time.monotonic() when the forward pass began (set by the worker)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class InferenceWorker:
         with self._cv:
             if self._pending is not None:
                 self.n_replaced += 1
+            request.submitted = time.monotonic()
             self._pending = request
             self._cv.notify_all()
 
@@ -131,6 +134,7 @@ class InferenceWorker:
                     return
                 req, self._pending = self._pending, None
                 self._running = True
+            req.started = time.monotonic()
             t0 = time.perf_counter()
             try:
                 chunk = np.asarray(self._predict(images=req.images, qpos=req.qpos), dtype=np.float32)
@@ -211,7 +215,8 @@ class TickTrigger:
     restarts from that arrival). The tolerance absorbs the driver's jitter: an arrival slightly
     early for its period is not skipped for a whole period; 0.3, not a round fraction, so that the
     window's edge does not fall on the arrival times of drivers at 100 or 200 Hz. Arrivals slower
-    than the rate give a tick each, at their own rate."""
+    than the rate give a tick each, at their own rate, unless the caller fills the gaps
+    (`overdue`, then `started`)."""
 
     def __init__(self, rate_hz: float, tolerance: float = 0.3) -> None:
         if not rate_hz > 0:
@@ -228,10 +233,21 @@ class TickTrigger:
         t = float(t)
         if self.due is not None and t < self.due - self.tolerance * self.period:
             return False
+        self.started(t)
+        return True
+
+    def started(self, t: float) -> None:
+        """A tick started at `t` (by an arrival, or by the caller when `overdue`): it takes the
+        due slot, and the next tick is due one period later on the grid."""
+        t = float(t)
         on_grid = self.due is not None and t - self.due <= self.period
         self.due = (self.due if on_grid else t) + self.period
         self.last = t
-        return True
+
+    def overdue(self, t: float, periods: float = 1.5) -> bool:
+        """No tick for more than `periods` periods at `t` (the arrivals are late; False before the
+        first tick): the caller starts one itself, so that no period goes without a command."""
+        return self.last is not None and float(t) - self.last > periods * self.period
 
     def reset(self) -> None:
         """Forget the grid: the next arrival starts a tick."""

@@ -67,6 +67,11 @@ MODE_NAMES = {PolicyStatus.MODE_IDLE: "idle", PolicyStatus.MODE_RUNNING: "runnin
               PolicyStatus.MODE_HOLDING: "holding", PolicyStatus.MODE_WAITING: "waiting"}
 DIAGNOSTIC_LEVELS = {PolicyStatus.MODE_RUNNING: DiagnosticStatus.OK,  # else WARN
                      PolicyStatus.MODE_HOLDING: DiagnosticStatus.ERROR}
+# The parts of obs -> command (latency_summary "stages_p50_p99_ms"; docs/ros.md "Latency")
+STAGES = ("input_to_submit", "queue", "forward", "to_command")
+# tick_source joint_states: watch-timer callbacks per control period (a late tick starts within
+# a quarter period of 1.5 periods)
+WATCH_PER_TICK = 4
 # How much lower the image encoders' CPU priority is than the rest of the node's (nice value)
 ENCODER_NICENESS = 10
 # Parameter types of the list parameters (an empty list default does not tell rclpy its type).
@@ -348,8 +353,9 @@ class ACTPolicyNode(LifecycleNode):
         made += [self.cmd_pub, self.chunk_pub, self.status_pub, self.diag_pub]
         made.append(self.create_service(SetBool, "~/enable", self._on_enable, callback_group=misc))
         made.append(self.create_service(Trigger, "~/reset", self._on_reset, callback_group=misc))
-        if not p.lockstep:  # with tick_source joint_states the timer only watches (stale inputs, gaps)
-            made.append(self.create_timer(self.dt, self._on_tick, callback_group=timer))
+        if not p.lockstep:  # with tick_source joint_states the timer watches (stale inputs, late ticks)
+            period = self.dt / WATCH_PER_TICK if self.trigger is not None else self.dt
+            made.append(self.create_timer(period, self._on_tick, callback_group=timer))
         if p.status_rate > 0:
             made.append(self.create_timer(1.0 / p.status_rate, self._on_status_timer, callback_group=misc))
         if p.diagnostics_rate > 0:
@@ -385,13 +391,17 @@ class ACTPolicyNode(LifecycleNode):
         self._hold_cmd: np.ndarray | None = None   # what a hold re-publishes (the last command sent)
         self._latched: str | None = None           # a fault that holds until re-enabled
         self._answered_stamp = -1
-        self._seq = self._ticks = self._missed = self._late_ticks = self._rejected = 0
+        self._seq = self._ticks = self._missed = self._late_ticks = self._rejected = self._filled = 0
         self._inference_ms = 0.0
         self._last_tick_t: float | None = None
         self._latency_from: float | None = None  # receipt time of the obs behind the newest chunk
         self._image_from: float | None = None    # receipt time of the oldest frame behind it
         self.latencies_ms: deque[float] = deque(maxlen=20000)  # 400 s at 50 Hz
         self.image_ages_ms: deque[float] = deque(maxlen=20000)  # frame receipt -> its first command
+        # where obs -> command goes, per command with a new chunk (ms): receipt of the newest input
+        # -> query submitted, -> forward pass started (worker wake-up), the forward pass, -> command
+        self.stages_ms = {k: deque(maxlen=20000) for k in STAGES}
+        self._stage_from: tuple | None = None
 
     def _warn(self, text: str, error: bool = False, key: str | None = None) -> None:
         """Throttled per `key` (default: the text up to its first colon), so that different
@@ -419,7 +429,7 @@ class ACTPolicyNode(LifecycleNode):
         self.act_executor.reset()
         self._generation += 1
         self._answered_stamp = -1
-        self._latency_from = self._image_from = None
+        self._latency_from = self._image_from = self._stage_from = None
         self._pending_tick = None
 
     def _clear_hold_and_latch(self) -> None:
@@ -551,6 +561,8 @@ class ACTPolicyNode(LifecycleNode):
                 return
             self._latency_from = res.request.stamp
             self._image_from = res.request.context.get("image_from")
+            req = res.request
+            self._stage_from = (req.stamp, req.submitted, req.started, req.started + res.inference_s)
             self._publish_chunk(res)
             if self.p.lockstep:
                 self._emit_step()
@@ -579,20 +591,27 @@ class ACTPolicyNode(LifecycleNode):
     # ------------------------------------------------------------------------------------------
     def _on_tick(self) -> None:
         """The control timer. tick_source timer: one tick. tick_source joint_states: the ticks come
-        with the joint states, and the timer only holds the arm when inputs go stale or a fault
-        latches (no joint states: no ticks)."""
+        with the joint states and the timer, WATCH_PER_TICK times a period, watches: it holds the arm
+        when inputs go stale or a fault latches, and starts a tick itself when the joint states are
+        late (no tick for 1.5 periods; counted in `filled_ticks`), so that no period goes without
+        a command while they are still fresh."""
         with self._lock:
             if self.trigger is None:
                 self._tick()
-            else:
-                self._may_command(time.monotonic())
+                return
+            now = time.monotonic()
+            if self._may_command(now) and self.trigger.overdue(now):
+                self.trigger.started(now)
+                self._filled += 1
+                self._tick(query=False)  # no new observation: the executor's action, at once
 
-    def _tick(self) -> None:
+    def _tick(self, query: bool = True) -> None:
         """One control tick (lock held): the checks, a query if one is due, this tick's command.
         Never waits for inference: the worker runs it and `_on_inference` hands the chunk to the
         executor, aligned. Started by a joint state, a tick that starts a query leaves its command
         to `_on_inference`, so that it comes from that observation's chunk; if the next tick comes
-        first, the late chunk's command goes out from what the executor has."""
+        first, the late chunk's command goes out from what the executor has. `query` False: the
+        command from what the executor has (a tick the watch timer fills in)."""
         now = time.monotonic()
         if self._pending_tick is not None:
             self._pending_tick = None
@@ -603,7 +622,7 @@ class ACTPolicyNode(LifecycleNode):
         self._last_tick_t = now
         if not self._may_command(now):
             return
-        if self._wants_query() and not self.worker.busy and self._ready():
+        if query and self._wants_query() and not self.worker.busy and self._ready():
             self._submit()
             if self.trigger is not None:
                 self._pending_tick = self.act_executor.step
@@ -706,7 +725,11 @@ class ACTPolicyNode(LifecycleNode):
             self.latencies_ms.append((now - self._latency_from) * 1e3)
             if self._image_from:
                 self.image_ages_ms.append((now - self._image_from) * 1e3)
-            self._latency_from = self._image_from = None
+            if self._stage_from is not None:
+                marks = (*self._stage_from, now)
+                for name, a, b in zip(STAGES, marks, marks[1:]):
+                    self.stages_ms[name].append((b - a) * 1e3)
+            self._latency_from = self._image_from = self._stage_from = None
         self._set_mode(PolicyStatus.MODE_RUNNING, "running")
 
     def _lockstep_maybe_tick(self) -> None:
@@ -798,10 +821,13 @@ class ACTPolicyNode(LifecycleNode):
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
         return {
             "ticks": self._ticks, "missed_ticks": self._missed, "late_ticks": self._late_ticks,
+            "filled_ticks": self._filled,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else math.nan,
             "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else math.nan,
             "image_age_p50_ms": _percentile(self.image_ages_ms, 50),
             "image_age_p99_ms": _percentile(self.image_ages_ms, 99),
+            "stages_p50_p99_ms": {k: [round(_percentile(v, q), 3) for q in (50, 99)]
+                                  for k, v in self.stages_ms.items()},
             "inference_ms": self._inference_ms, "rejected_inputs": self._rejected,
             "clamped": self.limiter.n_clamped if self._configured else 0,
             "lookahead_ticks": self.prefetch.lookahead() if self._configured and self._prefetch else 0,
@@ -833,6 +859,7 @@ class ACTPolicyNode(LifecycleNode):
             st = self.latency_summary()
             s.message = (f"{self._mode_msg}; latency p50 {st['latency_p50_ms']:.1f} ms "
                          f"p99 {st['latency_p99_ms']:.1f} ms; late ticks {self._late_ticks}; "
+                         f"{f'filled ticks {self._filled}; ' if self.trigger is not None else ''}"
                          f"clamped {st['clamped']}")
             if self._prefetch:
                 s.message += f"; prefetch lookahead {st['lookahead_ticks']} ticks"

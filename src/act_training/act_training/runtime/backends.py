@@ -66,10 +66,13 @@ class DecodeGraph(nn.Module):
         super().__init__()
         self.model = model
         cfg = model.cfg
+        was_training = model.training  # a probe through the trunk must not touch BatchNorm statistics
+        model.eval()
         with torch.no_grad():
             probe = next(model.parameters()).new_zeros(1, 3, *cfg.image_size)
             feats = model.input_proj(model.backbones[0](probe))
             self.register_buffer("img_pos", model.image_positions(feats, cfg.num_cameras), persistent=False)
+        model.train(was_training)
 
     def forward(self, tokens: Tensor, qpos: Tensor) -> Tensor:
         return self.model.decode(tokens, self.img_pos, qpos)
