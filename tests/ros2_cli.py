@@ -100,8 +100,24 @@ class CliProcess:
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     break
                 self._cv.wait(min(left, 0.5))
+        self.dump_stacks()
         raise AssertionError(f"`ros2 {' '.join(self.args)}`: no {pattern!r} within {timeout:.0f} s "
                              f"(exit code {self.proc.poll()}); output:\n{self.output[-4000:]}")
+
+    def dump_stacks(self, timeout: float = 10.0) -> None:
+        """Ask the launched policy nodes for their threads' Python stacks (SIGUSR1: the node's
+        faulthandler), so that a failure's output shows where a node was stuck."""
+        pids = [int(m) for m in re.findall(r"\[act_policy_node-\d+\]: process started with pid \[(\d+)\]",
+                                            self.output)]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                continue
+            end = time.monotonic() + timeout
+            with self._cv:
+                while "most recent call first" not in "".join(self._lines) and time.monotonic() < end:
+                    self._cv.wait(0.5)
 
     def wait(self, timeout: float) -> int:
         """Exit code after the command ends on its own (fails after `timeout` s)."""

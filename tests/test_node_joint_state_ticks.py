@@ -87,6 +87,34 @@ def test_an_encoder_worker_runs_at_a_lower_priority():
         worker.stop()
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="no SCHED_FIFO here (not Linux)")
+def test_the_query_worker_runs_realtime_where_allowed_and_says_so_where_not():
+    """realtime_priority: the worker thread (only it) runs under SCHED_FIFO at that priority; where
+    the system refuses it, a warning names the reason and the worker still answers."""
+    seen, warnings, done = {}, [], threading.Event()
+
+    def predict(images, qpos):
+        seen["policy"], seen["priority"] = os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+        done.set()
+        return np.zeros((1, 1))
+
+    worker = InferenceWorker(predict, realtime_priority=20, on_warning=warnings.append, name="query")
+    try:
+        worker.submit(InferenceRequest({}, None, step=0, generation=0))
+        assert done.wait(10)
+        if warnings:  # no privilege (not root, no CAP_SYS_NICE / rtprio limit)
+            assert "cannot use SCHED_FIFO priority 20" in warnings[0] and "normal priority" in warnings[0]
+            assert seen["policy"] == os.SCHED_OTHER
+        else:
+            assert (seen["policy"], seen["priority"]) == (os.SCHED_FIFO, 20)
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is not changed
+    finally:
+        worker.stop()
+    with pytest.raises(NodeConfigError, match=r"parameter realtime_priority: expected 0 \(off\) or a "
+                                              r"SCHED_FIFO priority 1-99, got 120"):
+        NodeParams.from_values({"realtime_priority": 120})
+
+
 @pytest.mark.slow
 @pytest.mark.ros
 @pytest.mark.parametrize("execution", ["ensemble", "chunked"])

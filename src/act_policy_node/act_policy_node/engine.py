@@ -62,17 +62,21 @@ class InferenceWorker:
     (oldest first) for `poll()`. An exception raised by `on_result` is reported to `on_error(text)`
     (default: stderr) with its traceback, and the worker goes on. `niceness` > 0 lowers the
     thread's CPU priority by that much (the node's image encoders: they must not delay the control
-    path's inference).
+    path's inference); `realtime_priority` > 0 runs it under SCHED_FIFO at that priority (the
+    control path's inference), or says why not to `on_warning` (default: `on_error`).
     """
 
     def __init__(self, predict: Callable[..., np.ndarray],
                  on_result: Callable[[InferenceResult], None] | None = None,
                  on_error: Callable[[str], None] | None = None, niceness: int = 0,
-                 name: str = "act_inference") -> None:
+                 name: str = "act_inference", realtime_priority: int = 0,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         self._predict = predict
         self.niceness = int(niceness)
+        self.realtime_priority = int(realtime_priority)
         self._on_result = on_result
         self._on_error = on_error or (lambda text: print(text, file=sys.stderr, flush=True))
+        self._on_warning = on_warning or self._on_error
         self._cv = threading.Condition()
         self._pending: InferenceRequest | None = None
         self._running = False
@@ -126,6 +130,8 @@ class InferenceWorker:
     def _loop(self) -> None:
         if self.niceness > 0:
             _lower_thread_priority(self.niceness, self._on_error)
+        if self.realtime_priority > 0:
+            _set_realtime_priority(self.realtime_priority, self._on_warning)
         while True:
             with self._cv:
                 while self._pending is None and not self._stop:
@@ -158,6 +164,17 @@ class InferenceWorker:
                 self._running = False
                 self.n_done += 1
                 self._cv.notify_all()
+
+
+def _set_realtime_priority(priority: int, on_warning: Callable[[str], None]) -> None:
+    """Run the calling thread under SCHED_FIFO at `priority` (sched_setscheduler(0) acts on the
+    calling thread): it preempts every normal thread as soon as it wakes and is not preempted by
+    them while it computes. Refused (no privilege, not Linux): a warning, normal scheduling."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
+    except (AttributeError, OSError) as e:
+        on_warning(f"{threading.current_thread().name}: cannot use SCHED_FIFO priority {priority} ({e}): "
+                   f"it runs at normal priority (root, CAP_SYS_NICE or an rtprio limit allows it)")
 
 
 def _lower_thread_priority(niceness: int, on_error: Callable[[str], None]) -> None:

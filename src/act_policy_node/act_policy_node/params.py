@@ -121,6 +121,12 @@ class NodeParams:
                                   "groups). Inference always runs on its own worker thread.")
     inference_threads: int = _p(0, "torch intra-op threads of the inference worker (0: cores - 1, at "
                                    "least 1, leaving a core to the ROS callbacks).")
+    realtime_priority: int = _p(0, "SCHED_FIFO priority (1-99) of the inference worker thread, which runs "
+                                   "the policy's queries, so that the CPU's other work (the image "
+                                   "encoder, DDS, other processes) cannot delay a command; 0 = normal "
+                                   "scheduling. Linux; needs root, CAP_SYS_NICE or an rtprio limit "
+                                   "(limits.conf). Refused: a warning, and normal scheduling. With "
+                                   "inference_threads > 1 the backend's pool threads keep normal priority.")
     status_rate: float = _p(5.0, "PolicyStatus publication rate in Hz (also published on every mode change).")
     diagnostics_rate: float = _p(1.0, "/diagnostics (diagnostic_msgs/DiagnosticArray) rate in Hz "
                                       "(<= 0: off).")
@@ -161,6 +167,8 @@ class NodeParams:
         for name in ("prefetch_margin_ticks", "inference_threads", "query_period"):
             if getattr(self, name) < 0:
                 raise bad(name, ">= 0")
+        if not 0 <= self.realtime_priority <= 99:
+            raise bad("realtime_priority", "0 (off) or a SCHED_FIFO priority 1-99")
         if self.n_execute < -1:
             raise bad("n_execute", ">= -1")
         for name in ("executor_threads", "max_inference_failures", "trajectory_points"):

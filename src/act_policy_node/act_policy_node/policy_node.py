@@ -24,6 +24,7 @@ trajectory_msgs/JointTrajectory), action_chunk (act_msgs/ActionChunk), status
 
 from __future__ import annotations
 
+import faulthandler
 import math
 import os
 import signal
@@ -245,11 +246,18 @@ class ACTPolicyNode(LifecycleNode):
         from act_training.runtime.policy import ACTPolicyRuntime
 
         threads = _pin_compute_threads(self.p.inference_threads)  # before the backend's sessions exist
+        # said before and after: the first onnx load of a checkpoint exports its graphs, which takes
+        # seconds to minutes, and an operator (or a CI log) must see which step it is in
+        self.get_logger().info(f"configure: loading {self.p.checkpoint} (backend {self.p.backend}, "
+                               f"{threads} inference threads)")
+        t0 = time.monotonic()
         try:
-            return ACTPolicyRuntime.load(self.p.checkpoint, device=self.p.device, backend=self.p.backend,
-                                         threads=threads)
+            rt = ACTPolicyRuntime.load(self.p.checkpoint, device=self.p.device, backend=self.p.backend,
+                                       threads=threads)
         except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
             raise NodeConfigError(f"cannot load checkpoint {self.p.checkpoint}: {e}") from None
+        self.get_logger().info(f"configure: policy loaded in {time.monotonic() - t0:.1f} s")
+        return rt
 
     def _check_policy(self) -> None:
         """The checkpoint against the parameters: dimensions, names, cameras, mirror map."""
@@ -313,7 +321,9 @@ class ACTPolicyNode(LifecycleNode):
                                                 on_error=log_error, niceness=ENCODER_NICENESS,
                                                 name=f"act_encode_{c}") for c in self.cameras}
         predict = self._predict_from_tokens if self._split else self.runtime.predict_chunk
-        self.worker = InferenceWorker(predict, on_result=self._on_inference, on_error=log_error)
+        self.worker = InferenceWorker(predict, on_result=self._on_inference, on_error=log_error,
+                                      realtime_priority=p.realtime_priority,
+                                      on_warning=lambda text: self.get_logger().warning(text))
 
     def _encoder_for(self, camera: str):
         """An encoder worker's call: the image half of `camera`'s frame (qpos unused)."""
@@ -563,6 +573,8 @@ class ACTPolicyNode(LifecycleNode):
             self._image_from = res.request.context.get("image_from")
             req = res.request
             self._stage_from = (req.stamp, req.submitted, req.started, req.started + res.inference_s)
+            # the chunk message first: observers (bench_node.py) pair a command with the chunk
+            # published just before it
             self._publish_chunk(res)
             if self.p.lockstep:
                 self._emit_step()
@@ -921,6 +933,9 @@ def _pin_compute_threads(n: int) -> int:
 
 def main(args=None) -> int:
     """Console script: run the node; `autostart` configures and activates it at once."""
+    # `kill -USR1 <pid>` prints every thread's Python stack to stderr: to see where a node that
+    # looks stuck (configure, inference) is, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = StopOnSignal()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
