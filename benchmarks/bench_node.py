@@ -1,10 +1,10 @@
 """Node benchmark: observation -> command latency and missed ticks of the rclpy policy node at
 50 Hz, chunked and ensembled, over real DDS.
 
-Three processes per mode: `node_sensors.py` (a live camera, 480x640 rgb8 at 30 Hz, and a
-joint-state driver at 100 Hz), the policy node itself (`python -m act_policy_node.policy_node`,
-timer mode, a random-init cpu-preset checkpoint), and this process as the observer (it
-subscribes to `status`, `action_chunk` and `commands`). Two views of the same latency:
+Four processes per mode: `node_sensors.py` twice (a live camera, 480x640 rgb8 at 30 Hz, and a
+joint-state driver at 100 Hz, each its own process as on a robot), the policy node itself
+(`python -m act_policy_node.policy_node`, a random-init cpu-preset checkpoint), and this process
+as the observer (it subscribes to `status`, `action_chunk` and `commands`). Two views of the same latency:
 
 - node-internal (what the node reports on `status` and in its exit summary, docs/ros.md): from
   the receipt of the newest input behind a chunk to the first command published from it;
@@ -355,10 +355,13 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
     env = dict(os.environ)
     logs = work / "node_logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # the camera and the arm driver in two processes, as on a robot (one Python process for both
+    # delayed the joint states behind each ~900 kB frame)
     sens_log = open(logs / "sensors.log", "w")  # noqa: SIM115 - closed in finally
-    sensors = subprocess.Popen([sys.executable, str(HERE / "node_sensors.py"), "--hw", str(h), str(w),
-                                "--camera-hz", "30", "--joint-hz", "100", "--arm", "0"],
-                               stdout=sens_log, stderr=subprocess.STDOUT, env=env)
+    sensors = [subprocess.Popen([sys.executable, str(HERE / "node_sensors.py"), "--hw", str(h), str(w),
+                                 "--camera-hz", "30", "--joint-hz", "100", "--arm", "0", "--publish", what],
+                                stdout=sens_log, stderr=subprocess.STDOUT, env=env)
+               for what in ("camera", "joints")]
     metrics = [metric(f"node image callback work: decode rgb8 {h}x{w}", "ms", [1e3 * x for x in cost],
                       note="per frame, in-process (act_training.runtime.sensors)")]
     details = {"preset": spec["preset"], "camera_hw": [h, w], "camera_hz": 30, "joint_hz": 100,
@@ -368,8 +371,12 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
     try:
         import psutil
 
-        sp = psutil.Process(sensors.pid)
-        s0, w0 = sp.cpu_times(), time.monotonic()
+        sps = [psutil.Process(sp.pid) for sp in sensors]
+
+        def sensors_cpu_s() -> float:
+            return sum(t.user + t.system for t in (sp.cpu_times() for sp in sps))
+
+        s0, w0 = sensors_cpu_s(), time.monotonic()
         # full: one mode at a time (the figures); --quick: all modes at once (a smoke run)
         chosen = [m for m in os.environ.get("NODE_MODES", "").split(",") if m] or list(spec["modes"])
         unknown = [m for m in chosen if m not in MODES]
@@ -382,15 +389,17 @@ def run(quick: bool, work: Path, domain_id: int) -> dict:
             m, d = run_modes(modes, ck, spec, env, logs, concurrent=len(modes) > 1, chunk=chunk)
             metrics += m
             details.update(d)
-        s1, w1 = sp.cpu_times(), time.monotonic()
-        details["sensors_cpu_percent"] = 100 * ((s1.user + s1.system) - (s0.user + s0.system)) / (w1 - w0)
+        s1, w1 = sensors_cpu_s(), time.monotonic()
+        details["sensors_cpu_percent"] = 100 * (s1 - s0) / (w1 - w0)  # both processes
     finally:
-        sensors.send_signal(signal.SIGINT)
-        try:
-            sensors.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sensors.kill()
-            sensors.wait()
+        for sp in sensors:
+            sp.send_signal(signal.SIGINT)
+        for sp in sensors:
+            try:
+                sp.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                sp.kill()
+                sp.wait()
         sens_log.close()
     return {"metrics": metrics, "details": details}
 

@@ -1,10 +1,13 @@
 """A live robot stand-in for the node benchmark (its own process): a camera and a joint-state driver.
 
     python node_sensors.py --hw 240 320 --camera-hz 30 --joint-hz 100 --arm 0 [--cameras top]
+                           [--publish all|camera|joints]
 
 Publishes camera/<cam>/image_raw (rgb8, sensor-data QoS) and joint_states (the arm's 7 joints
 plus two foreign ones, shuffled, like a real driver), every message stamped with the wall
 clock at publication, so a receiver on the same machine can measure stamp -> arrival.
+`--publish camera` / `joints`: only one of them, as a robot's camera driver and arm driver are
+separate processes (the benchmark runs one of each).
 """
 
 import argparse
@@ -21,8 +24,9 @@ HOME = [0.0, -0.6, 0.9, 0.0, 0.6, 0.0, 0.03]
 
 
 class Sensors(Node):
-    def __init__(self, hw, camera_hz: float, joint_hz: float, arm: int, cameras) -> None:
-        super().__init__("bench_sensors")
+    def __init__(self, hw, camera_hz: float, joint_hz: float, arm: int, cameras,
+                 publish: str = "all") -> None:
+        super().__init__(f"bench_sensors_{publish}")
         rng = np.random.default_rng(0)
         names = [f"arm{arm}_{j}" for j in JOINTS] + ["gantry_x", "tool_changer"]
         rng.shuffle(names)
@@ -34,11 +38,13 @@ class Sensors(Node):
         self.frames = [(rng.random((h, w, 3)) * 255).astype(np.uint8).tobytes() for _ in range(4)]
         self.k = 0
         self.t = 0
-        self.img_pubs = [self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
-                         for c in cameras]
-        self.js_pub = self.create_publisher(JointState, "joint_states", 10)
-        self.create_timer(1.0 / camera_hz, self._on_camera)
-        self.create_timer(1.0 / joint_hz, self._on_joints)
+        if publish in ("all", "camera"):
+            self.img_pubs = [self.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data)
+                             for c in cameras]
+            self.create_timer(1.0 / camera_hz, self._on_camera)
+        if publish in ("all", "joints"):
+            self.js_pub = self.create_publisher(JointState, "joint_states", 10)
+            self.create_timer(1.0 / joint_hz, self._on_joints)
 
     def _on_camera(self) -> None:
         self.k += 1
@@ -66,9 +72,10 @@ def main() -> None:
     ap.add_argument("--joint-hz", type=float, default=100.0)
     ap.add_argument("--arm", type=int, default=0)
     ap.add_argument("--cameras", nargs="+", default=["top"])
+    ap.add_argument("--publish", choices=["all", "camera", "joints"], default="all")
     args = ap.parse_args()
     rclpy.init()
-    node = Sensors(args.hw, args.camera_hz, args.joint_hz, args.arm, args.cameras)
+    node = Sensors(args.hw, args.camera_hz, args.joint_hz, args.arm, args.cameras, args.publish)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

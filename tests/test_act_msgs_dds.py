@@ -5,13 +5,14 @@ import sys
 import textwrap
 
 import pytest
+from node_testlib import stop
 
 rclpy = pytest.importorskip("rclpy")
 from act_msgs.msg import ActionChunk, PolicyStatus  # noqa: E402
 
 PUBLISHER = textwrap.dedent(
     """
-    import time, rclpy
+    import time, rclpy, rclpy.executors
     from rclpy.qos import QoSProfile, ReliabilityPolicy, DurabilityPolicy
     from act_msgs.msg import ActionChunk
     rclpy.init()
@@ -26,10 +27,15 @@ PUBLISHER = textwrap.dedent(
     msg.values = [0.5, -1.0, 2.0, 3.25, 4.0, -5.5]
     msg.executing_step, msg.sequence = 1, 42
     deadline = time.time() + 20
-    while time.time() < deadline:
-        msg.header.stamp = node.get_clock().now().to_msg()
-        pub.publish(msg)
-        rclpy.spin_once(node, timeout_sec=0.1)
+    try:
+        while time.time() < deadline and rclpy.ok():
+            msg.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(msg)
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass  # Ctrl-C from the test: leave DDS cleanly
+    node.destroy_node()
+    rclpy.try_shutdown()
     """
 )
 
@@ -49,8 +55,9 @@ def test_action_chunk_round_trips_between_processes():
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
-        proc.kill()
-        proc.wait()
+        # SIGINT, not SIGKILL: a DDS participant killed while it publishes can leave Fast DDS's
+        # shared-memory port state behind for the participants of later tests
+        stop(proc)
     assert received, "no ActionChunk received from the publisher process within 15 s"
     m = received[0]
     assert m.header.frame_id == "arm1"

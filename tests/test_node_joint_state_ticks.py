@@ -51,8 +51,8 @@ def test_the_grid_keeps_the_average_rate_and_restarts_after_a_gap():
 def test_late_arrivals_are_overdue_and_a_filled_tick_keeps_the_grid():
     tr = TickTrigger(50.0)
     assert not tr.overdue(5.0)  # nothing to be late for before the first tick
-    assert tr.arrival(0.0) and not tr.overdue(0.029) and tr.overdue(0.031)
-    tr.started(0.031)  # the caller's tick takes the slot due at 0.02
+    assert tr.arrival(0.0) and not tr.overdue(0.024) and tr.overdue(0.026)  # 1.25 periods
+    tr.started(0.026)  # the caller's tick takes the slot due at 0.02
     assert not tr.arrival(0.032)  # the late arrival: its slot is taken
     assert tr.arrival(0.035)  # the next slot (0.04), within the tolerance
     assert tr.due == pytest.approx(0.06)

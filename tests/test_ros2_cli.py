@@ -17,6 +17,7 @@ The tools: a system ROS 2 or the overlay scripts/setup.sh builds from ../shared/
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -111,6 +112,18 @@ def start_right_arm_driver(tmp_path) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT, env=ros_env())
 
 
+def fifo_threads(pid: int) -> dict[int, int]:
+    """{thread id: priority} of the process's threads that run under SCHED_FIFO."""
+    out = {}
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+        try:
+            if os.sched_getscheduler(tid) == os.SCHED_FIFO:
+                out[tid] = os.sched_getparam(tid).sched_priority
+        except OSError:  # the thread has ended meanwhile
+            pass
+    return out
+
+
 def echo_status(field: str, want: str, timeout: float = 60.0) -> str:
     """`ros2 topic echo --once /status` until `field` has the value `want`."""
     def ok(res):
@@ -155,6 +168,11 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
                    lambda r: "active [3]" in r.stdout, timeout=60)
         assert wait_for(lambda: len(cmds) >= 20, 60), "no commands on /right_arm_controller/commands"
         echo_status("mode_name", "running")
+        # realtime_priority 50 (physical_pair.yaml): while active, the inference worker at SCHED_FIFO
+        # 50 and the executor's thread at 49; where the system refuses it, a warning says so
+        pid = int(re.search(r"\[act_policy_node-1\]: process started with pid \[(\d+)\]", launch.output)[1])
+        refused = "cannot use SCHED_FIFO priority" in launch.output
+        assert sorted(fifo_threads(pid).values()) == ([] if refused else [49, 50]), launch.output[-2000:]
         with lock:
             got = np.asarray(cmds)
         step = np.asarray(params["max_step"])  # per joint: the gripper (m) has its own
@@ -191,6 +209,8 @@ def test_policy_node_launch_with_physical_params_and_the_operator_commands(tmp_p
         res = ros2_until(["lifecycle", "get", *NO_DAEMON, "/act_policy_node"],  # no command meanwhile
                          lambda r: r.returncode == 0, timeout=60)
         assert "inactive [2]" in res.stdout and len(cmds) <= n_off + 1, (res.stdout, len(cmds) - n_off)
+        # inactive: the executor's thread is back to normal scheduling, the idle worker keeps its
+        assert sorted(fifo_threads(pid).values()) == ([] if refused else [50])
     finally:
         rc = launch.interrupt()
         probe.close()

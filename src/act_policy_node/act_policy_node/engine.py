@@ -131,7 +131,7 @@ class InferenceWorker:
         if self.niceness > 0:
             _lower_thread_priority(self.niceness, self._on_error)
         if self.realtime_priority > 0:
-            _set_realtime_priority(self.realtime_priority, self._on_warning)
+            set_realtime_priority(self.realtime_priority, self._on_warning)
         while True:
             with self._cv:
                 while self._pending is None and not self._stop:
@@ -166,15 +166,22 @@ class InferenceWorker:
                 self._cv.notify_all()
 
 
-def _set_realtime_priority(priority: int, on_warning: Callable[[str], None]) -> None:
+def set_realtime_priority(priority: int, on_warning: Callable[[str], None]) -> bool:
     """Run the calling thread under SCHED_FIFO at `priority` (sched_setscheduler(0) acts on the
     calling thread): it preempts every normal thread as soon as it wakes and is not preempted by
-    them while it computes. Refused (no privilege, not Linux): a warning, normal scheduling."""
+    them while it computes. Refused (no privilege, not Linux): a warning, normal scheduling, False."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
+        return True
     except (AttributeError, OSError) as e:
         on_warning(f"{threading.current_thread().name}: cannot use SCHED_FIFO priority {priority} ({e}): "
                    f"it runs at normal priority (root, CAP_SYS_NICE or an rtprio limit allows it)")
+        return False
+
+
+def set_normal_priority() -> None:
+    """The calling thread back to normal (SCHED_OTHER) scheduling."""
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _lower_thread_priority(niceness: int, on_error: Callable[[str], None]) -> None:
@@ -261,7 +268,7 @@ class TickTrigger:
         self.due = (self.due if on_grid else t) + self.period
         self.last = t
 
-    def overdue(self, t: float, periods: float = 1.5) -> bool:
+    def overdue(self, t: float, periods: float = 1.25) -> bool:
         """No tick for more than `periods` periods at `t` (the arrivals are late; False before the
         first tick): the caller starts one itself, so that no period goes without a command."""
         return self.last is not None and float(t) - self.last > periods * self.period

@@ -62,7 +62,7 @@ class NodeParams:
                                    "computed from that observation and published as soon as the policy has "
                                    "answered, instead of at the next timer tick; the timer then holds the "
                                    "arm on stale inputs and starts a tick itself when the joint states "
-                                   "are 1.5 periods late). Lockstep mode ignores it.")
+                                   "are 1.25 periods late). Lockstep mode ignores it.")
     encode_on_arrival: bool = _p(True, "Run the image half of the network (the trunk) once per camera frame, "
                                        "on its own thread, when the frame arrives, and only the transformer "
                                        "per query (the chunk is the same). false: the whole network per "

@@ -60,6 +60,8 @@ from act_policy_node.engine import (
     InferenceWorker,
     PrefetchPlanner,
     TickTrigger,
+    set_normal_priority,
+    set_realtime_priority,
 )
 from act_policy_node.params import DYNAMIC, FROM_CHECKPOINT, NodeConfigError, NodeParams
 from act_policy_node.safety import CommandLimiter, InferenceWatchdog, StalenessMonitor, tracking_violation
@@ -70,9 +72,13 @@ DIAGNOSTIC_LEVELS = {PolicyStatus.MODE_RUNNING: DiagnosticStatus.OK,  # else WAR
                      PolicyStatus.MODE_HOLDING: DiagnosticStatus.ERROR}
 # The parts of obs -> command (latency_summary "stages_p50_p99_ms"; docs/ros.md "Latency")
 STAGES = ("input_to_submit", "queue", "forward", "to_command")
-# tick_source joint_states: watch-timer callbacks per control period (a late tick starts within
-# a quarter period of 1.5 periods)
-WATCH_PER_TICK = 4
+# tick_source joint_states: watch-timer callbacks per control period. A late tick starts within
+# an eighth of a period of 1.25 periods (TickTrigger.overdue): before 1.5, the gap a 50 Hz
+# controller would see as a missing command.
+WATCH_PER_TICK = 8
+# realtime_priority > 0: the interpreter's GIL switch interval while active (default 5 ms): a
+# real-time thread that waits for the GIL gets it within this, not within 5 ms
+REALTIME_SWITCH_INTERVAL_S = 0.0005
 # How much lower the image encoders' CPU priority is than the rest of the node's (nice value)
 ENCODER_NICENESS = 10
 # Parameter types of the list parameters (an empty list default does not tell rclpy its type).
@@ -114,6 +120,7 @@ class ACTPolicyNode(LifecycleNode):
         self.runtime = None
         self._active = False
         self._configured = False
+        self._saved_switch_interval: float | None = None  # set while the control path is real-time
         self._reset_counters()
 
     # ------------------------------------------------------------------------------------------
@@ -175,7 +182,26 @@ class ACTPolicyNode(LifecycleNode):
                 self._set_mode(PolicyStatus.MODE_WAITING, "active: waiting for inputs")
             else:
                 self._set_mode(PolicyStatus.MODE_IDLE, "active, disabled: call ~/enable")
+        self._realtime_control_path(True)
         return TransitionCallbackReturn.SUCCESS
+
+    def _realtime_control_path(self, on: bool) -> None:
+        """realtime_priority > 0, while active: the executor's thread (the joint states, the ticks)
+        under SCHED_FIFO one below the inference worker, and a 0.5 ms GIL switch interval (docs/ros.md
+        "Real-time priority"). Called from the transitions, i.e. on the executor's thread; with
+        executor_threads > 1 there is no one such thread and this is skipped."""
+        p = self.p
+        if p.realtime_priority <= 0 or p.executor_threads != 1 or p.lockstep:
+            return
+        if on and self._saved_switch_interval is None:
+            warn = lambda text: self.get_logger().warning(text)  # noqa: E731
+            if set_realtime_priority(max(1, p.realtime_priority - 1), warn):
+                self._saved_switch_interval = sys.getswitchinterval()
+                sys.setswitchinterval(REALTIME_SWITCH_INTERVAL_S)
+        elif not on and self._saved_switch_interval is not None:
+            set_normal_priority()
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Lifecycle deactivate: stop commanding; the controller holds the last target."""
@@ -184,6 +210,7 @@ class ACTPolicyNode(LifecycleNode):
             self._reset_execution()
             self._set_mode(PolicyStatus.MODE_IDLE, "inactive: no commands (the controller holds the last "
                                                    "target)")
+        self._realtime_control_path(False)
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -195,6 +222,7 @@ class ACTPolicyNode(LifecycleNode):
         """Lifecycle shutdown: stop commanding and release everything."""
         with self._lock:
             self._active = False
+        self._realtime_control_path(False)
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -605,7 +633,7 @@ class ACTPolicyNode(LifecycleNode):
         """The control timer. tick_source timer: one tick. tick_source joint_states: the ticks come
         with the joint states and the timer, WATCH_PER_TICK times a period, watches: it holds the arm
         when inputs go stale or a fault latches, and starts a tick itself when the joint states are
-        late (no tick for 1.5 periods; counted in `filled_ticks`), so that no period goes without
+        late (no tick for 1.25 periods; counted in `filled_ticks`), so that no period goes without
         a command while they are still fresh."""
         with self._lock:
             if self.trigger is None:
