@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from act_policy_node.engine import InferenceRequest, InferenceWorker, TickTrigger
+from act_policy_node.engine import InferenceRequest, InferenceWorker, TickTrigger, set_realtime_priority
 from act_policy_node.params import NodeConfigError, NodeParams
 
 
@@ -110,6 +110,17 @@ def test_the_query_worker_runs_realtime_where_allowed_and_says_so_where_not():
         assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is not changed
     finally:
         worker.stop()
+    # a refusal by the kernel (here EINVAL, where root cannot get EPERM): a warning, normal scheduling
+    refused, got = [], {}
+
+    def try_invalid() -> None:
+        got["ok"], got["policy"] = set_realtime_priority(0, refused.append), os.sched_getscheduler(0)
+
+    t = threading.Thread(target=try_invalid)
+    t.start()
+    t.join(10)
+    assert got == {"ok": False, "policy": os.SCHED_OTHER}
+    assert len(refused) == 1 and "cannot use SCHED_FIFO priority 0" in refused[0], refused
     with pytest.raises(NodeConfigError, match=r"parameter realtime_priority: expected 0 \(off\) or a "
                                               r"SCHED_FIFO priority 1-99, got 120"):
         NodeParams.from_values({"realtime_priority": 120})
