@@ -10,7 +10,9 @@ one model each; rounds alternate LeRobot fp32, project fp32, project default pre
 (train.amp=auto: bf16 where the CPU has avx512_bf16), so load changes hit every side alike.
 Batch-1 inference alternates LeRobot `predict_action_chunk` (network only, normalised tensors)
 with the project's `predict_chunk` (uint8 image in, real units out, pipeline included) on the
-torch and onnx backends. Ratios are LeRobot time / project time (> 1: the project is faster).
+torch, onnx and onnx_int8 backends (onnx_int8: the transformer in int8, not within 1e-4 of torch;
+the worker reports its largest deviation from onnx on the timed observation).
+Ratios are LeRobot time / project time (> 1: the project is faster).
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def run_config(py: str, cfg: str, spec) -> tuple[list, dict]:
                 t[k]["wall_s"] += res["wall_s"]
                 t[k]["cpu_s"] += res["cpu_s"]
                 amp_default = res.get("amp", amp_default) if k == "project default" else amp_default
-        inf_sides = {"lerobot": (lr, "torch"), "project torch": (pr, "torch"), "project onnx": (pr, "onnx")}
+        inf_sides = {"lerobot": (lr, "torch"), "project torch": (pr, "torch"), "project onnx": (pr, "onnx"),
+                     "project onnx_int8": (pr, "onnx_int8")}
         inf = {k: [] for k in inf_sides}
         for w, be in inf_sides.values():
             w.ask(op="infer", n=3, backend=be)
@@ -109,8 +112,10 @@ def run_config(py: str, cfg: str, spec) -> tuple[list, dict]:
                  value=med["lerobot fp32"] / med["project default"], better="higher",
                  note=f"project default amp: {amp_default}; LeRobot fp32")]
     m += [metric(f"config {cfg}: batch-1 inference, {k}", "ms", [1e3 * x for x in v]) for k, v in inf.items()]
+    int8_note = f"int8 vs onnx: max |diff| {pr.info['int8_max_abs_diff']:.3g} (real units, random weights)"
     m += [metric(f"config {cfg}: batch-1 inference ratio LeRobot/project {be}", "x",
-                 value=imed["lerobot"] / imed[f"project {be}"], better="higher") for be in ("torch", "onnx")]
+                 value=imed["lerobot"] / imed[f"project {be}"], better="higher",
+                 note=int8_note if be == "onnx_int8" else "") for be in ("torch", "onnx", "onnx_int8")]
     details = {"train": t, "infer_wall_s": inf, "project_default_amp": amp_default, "workers": {
         "lerobot": lr.info, "project": pr.info}, "rounds": rounds, "steps_per_round": steps}
     return m, details

@@ -6,7 +6,7 @@ config and times its training step / batch-1 chunk inference on request.
 
 Protocol: one JSON line per request on stdin, one JSON line per answer on stdout:
     {"op": "train", "n": 2, "amp": "off" | "auto"}  -> {"wall_s": [...], "cpu_s": [...]}
-    {"op": "infer", "n": 20, "backend": "torch" | "onnx"} -> {"wall_s": [...], "cpu_s": [...]}
+    {"op": "infer", "n": 20, "backend": "torch" | "onnx" | "onnx_int8"} -> {"wall_s": [...], "cpu_s": [...]}
 The first line written is {"ready": true, ...}. Same sizes on both sides: one 96x96 camera,
 state and action dim 7, batch 32, random weights and data (time does not depend on them).
 """
@@ -109,9 +109,11 @@ class ProjectSide:
         stats = NormStats(np.zeros(DIM), np.ones(DIM), np.zeros(DIM), np.ones(DIM))
         names = [f"j{i}" for i in range(DIM)]
         self.runtimes = {b: ACTPolicyRuntime(self.model, stats, ["top"], names, names, torch.device("cpu"),
-                                             backend=b) for b in ("torch", "onnx")}
+                                             backend=b) for b in ("torch", "onnx", "onnx_int8")}
         rng = np.random.default_rng(0)
         self.obs = ({"top": rng.integers(0, 256, (*HW, 3), dtype=np.uint8)}, np.zeros(DIM, np.float32))
+        self.int8_max_abs_diff = float(np.abs(self.runtimes["onnx_int8"].predict_chunk(*self.obs)
+                                              - self.runtimes["onnx"].predict_chunk(*self.obs)).max())
         self.params = sum(p.numel() for p in self.model.parameters())
 
     def train(self, n: int, amp: str = "off") -> dict:
@@ -150,7 +152,8 @@ def main() -> int:
     out = sys.stdout
     sys.stdout = sys.stderr  # library prints must not corrupt the protocol
     out.write(json.dumps({"ready": True, "params": side.params, "torch": torch.__version__,
-                          "threads": torch.get_num_threads()}) + "\n")
+                          "threads": torch.get_num_threads(),
+                          "int8_max_abs_diff": getattr(side, "int8_max_abs_diff", None)}) + "\n")
     out.flush()
     for line in sys.stdin:
         req = json.loads(line)

@@ -34,7 +34,7 @@ def test_params_errors_name_the_parameter_expected_and_found():
     want = r"parameter execution: expected one of \['', 'chunked', 'ensemble'\], got 'chunky'"
     with pytest.raises(NodeConfigError, match=want):
         NodeParams.from_values({"execution": "chunky"})
-    want = r"parameter backend: expected one of \['torch', 'jit', 'onnx'\], got 'tensorrt'"
+    want = r"parameter backend: expected one of \['torch', 'jit', 'onnx', 'onnx_int8'\], got 'tensorrt'"
     with pytest.raises(NodeConfigError, match=want):
         NodeParams.from_values({"backend": "tensorrt"})
     with pytest.raises(NodeConfigError, match="parameter max_step: expected 1 or 7 values"):

@@ -172,3 +172,25 @@ def test_act_evaluate_same_trials_with_both_backends(trained_ckpt, tmp_path):
     assert t["seeds"] == o["seeds"] == [7, 8, 9]
     assert t["successes"] == o["successes"] and t["lengths"] == o["lengths"]
     np.testing.assert_allclose(np.asarray(o["final_qpos"]), np.asarray(t["final_qpos"]), atol=1e-3)
+
+
+def test_onnx_int8_stays_within_a_few_thousandths_of_torch_and_caches_beside_the_float_graphs(
+        trained_ckpt, tmp_path):
+    """backend onnx_int8: the trunk's float graph and an int8 transformer, cached next to the
+    float graphs (neither evicts the other); its chunks are close to eager torch's, not 1e-4."""
+    ck = tmp_path / "policy.pt"
+    ck.write_bytes(trained_ckpt.read_bytes())
+    ref = ACTPolicyRuntime.load(ck, backend="torch")
+    rt = ACTPolicyRuntime.load(ck, backend="onnx_int8")
+    assert rt.backend == rt.network.name == "onnx_int8"
+    floats, int8 = cache_paths(ck, rt.model), cache_paths(ck, rt.model, int8=True)
+    assert int8["decode"].name.endswith(".decode-int8.onnx") and int8["trunk0"] == floats["trunk0"]
+    ACTPolicyRuntime.load(ck, backend="onnx")
+    assert all(p.is_file() for p in [*floats.values(), *int8.values()])
+    graph = int8["decode"].read_bytes()
+    assert b"DynamicQuantizeLinear" in graph or b"MatMulInteger" in graph or b"DynamicQuantizeMatMul" in graph
+    ims, q = observations(ref, 8, seed=3)
+    want, got = ref.predict_chunk_batch(ims, q), rt.predict_chunk_batch(ims, q)
+    diff = np.abs(got - want) / ref.stats.action_std  # in action standard deviations
+    assert diff.mean() <= 0.02 and diff.max() <= 0.1, (diff.mean(), diff.max())  # here: 0.007, 0.034
+    assert diff.max() > TOL  # it is the quantised graph that ran, not the float one

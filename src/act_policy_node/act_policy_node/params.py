@@ -43,9 +43,10 @@ class NodeParams:
 
     checkpoint: str = _p("", "Policy checkpoint (.pt) written by act_train. Required.")
     device: str = _p("cpu", "torch device for inference (cpu, cuda, cuda:1, ...).")
-    backend: str = _p("torch", "Inference backend: 'torch' (eager), 'jit' (frozen TorchScript) or 'onnx' "
-                               "(ONNX Runtime, exported next to the checkpoint on first use; see "
-                               "docs/performance.md for what each costs).")
+    backend: str = _p("torch", "Inference backend: 'torch' (eager), 'jit' (frozen TorchScript), 'onnx' "
+                               "(ONNX Runtime, exported next to the checkpoint on first use) or "
+                               "'onnx_int8' (onnx with an int8 transformer: faster, not bit-close); "
+                               "see docs/performance.md for what each costs.")
     arm: int = _p(0, "Arm the node drives. With mirror=true, arm 1 is driven through the mirror map by a "
                      "policy trained on arm 0 (policy sees mirror(obs), arm gets mirror(action)).")
     mirror: bool = _p(True, "Apply the mirror map on arm 1 (false: raw observations/actions, the control).")

@@ -18,6 +18,8 @@ the runtime, one implementation for every backend:
     onnx   ONNX Runtime on the graphs `act_export` writes (exported on first use and cached next to
            the checkpoint as <stem>.<hash>.<half>.onnx; the hash is of the checkpoint file, so a
            retrained checkpoint never runs a stale graph)
+    onnx_int8  onnx with the transformer's matrix products in int8 (runtime.export.quantize_decode):
+           ~2x faster on the transformer, NOT within 1e-4 of torch (a few thousandths of a radian)
 
 docs/performance.md has the measured latencies; `onnx` is the recommended CPU backend.
 """
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 
 from act_training.model.act import ACT
 
-BACKENDS = ("torch", "jit", "onnx")
+BACKENDS = ("torch", "jit", "onnx", "onnx_int8")
 
 
 class InferenceGraph(nn.Module):
@@ -162,9 +164,11 @@ class OnnxBackend(_TwoHalves):
     from the control loop and the sensor callbacks (see docs/performance.md for both figures).
     The sessions are independent: the node runs a trunk and the decoder on two threads at once."""
 
-    name = "onnx"
+    name = "onnx"  # the class default; an instance says which graphs it runs
 
-    def __init__(self, graphs: dict, shared_trunk: bool, threads: int = 0, allow_spinning: bool = False):
+    def __init__(self, graphs: dict, shared_trunk: bool, threads: int = 0, allow_spinning: bool = False,
+                 name: str = "onnx"):
+        self.name = name  # "onnx" or "onnx_int8": which graphs these are
         self.threads = threads or torch.get_num_threads()
         self.sessions = {k: onnx_session(g, self.threads, allow_spinning) for k, g in graphs.items()}
         self.shared_trunk = bool(shared_trunk)
@@ -204,13 +208,13 @@ def make_backend(name: str, model: ACT, checkpoint=None, threads: int = 0,
         return TorchBackend(model)
     if name == "jit":
         return JitBackend(model)
-    if name == "onnx":
+    if name in ("onnx", "onnx_int8"):
         if device is not None and device.type != "cpu":
-            raise ValueError(f"backend 'onnx' runs on the CPU here, not on device '{device}'")
+            raise ValueError(f"backend '{name}' runs on the CPU here, not on device '{device}'")
         from act_training.runtime.export import cached_onnx
 
-        return OnnxBackend(cached_onnx(model, checkpoint), shared_trunk=len(model.backbones) == 1,
-                           threads=threads)
+        graphs = cached_onnx(model, checkpoint, int8=name == "onnx_int8")
+        return OnnxBackend(graphs, shared_trunk=len(model.backbones) == 1, threads=threads, name=name)
     raise ValueError(f"unknown inference backend '{name}': expected one of {', '.join(BACKENDS)}")
 
 

@@ -4,6 +4,8 @@
                                                         #    runs/x/policy.<hash>.decode.onnx: the cache
                                                         #    ACTPolicyRuntime.load(backend="onnx") reads
     act_export --checkpoint policy.pt --out policy.onnx [--opset 17] [--check]   # one whole graph
+    act_export --checkpoint runs/x/policy.pt --int8     # + runs/x/policy.<hash>.decode-int8.onnx,
+                                                        #   the cache of backend "onnx_int8"
 
 The graphs are the network only, at z = 0 (the CVAE prior mean). The runtime runs it in two
 halves (runtime.backends): a trunk per camera and the transformer ("decode"):
@@ -16,6 +18,12 @@ halves (runtime.backends): a trunk per camera and the transformer ("decode"):
     --out     images  (B, N_cams, 3, H, W), qpos -> actions: both halves in one graph
     B is a dynamic axis.
 
+`decode-int8` is `decode` with its matrix products dynamically quantised (ONNX Runtime's
+`quantize_dynamic`: int8 weights per output channel, uint8 activations quantised per call); the
+trunk stays float32 (its convolutions gain nothing from ORT's integer kernels). It is ~2x faster
+on the transformer and NOT within the float backends' 1e-4: its actions differ by a few
+thousandths of a radian (docs/performance.md has the figures and the success rates).
+
 Normalisation is NOT in the graph: the runtime's pipeline (resize, qpos normalisation, action
 de-normalisation) is one implementation shared by every backend and by the trainer, and a second
 copy inside the graph could drift from it. Whoever runs the .onnx file outside this package reads
@@ -25,10 +33,14 @@ the statistics from the checkpoint (`norm_stats`). Files are written atomically.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
+import logging
 import os
+import re
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -74,6 +86,51 @@ def export_halves(model: ACT, out: dict[str, Path] | None = None,
     return got
 
 
+def quantize_decode(decode: str | bytes, out: str | Path | None = None) -> str | bytes:
+    """The int8 twin of the `decode` graph (a path or bytes; module docstring): written atomically
+    to `out` (its path is returned) or, without `out`, returned as bytes."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="act-int8-") as tmp:
+        src = Path(tmp) / "decode.onnx"
+        if isinstance(decode, bytes):
+            src.write_bytes(decode)
+        else:
+            src = Path(decode)
+        dest = Path(tmp) / "decode-int8.onnx"
+        with _quiet_quantizer():
+            # per-channel int8 weights: the smallest error of ORT's dynamic modes on these graphs
+            # (docs/performance.md); Gemm and MatMul are every linear layer and attention product
+            quantize_dynamic(src, dest, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                             weight_type=QuantType.QInt8)
+        if out is None:
+            return dest.read_bytes()
+        out = Path(out)
+        tmp_out = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        try:
+            with open(dest, "rb") as f, open(tmp_out, "wb") as g:
+                g.write(f.read())
+                g.flush()
+                os.fsync(g.fileno())
+            os.replace(tmp_out, out)
+        finally:
+            tmp_out.unlink(missing_ok=True)
+        return str(out)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    # quantize_dynamic logs "Please consider to run pre-processing before quantization" on the root
+    # logger on every call; the graphs here are already shape-inferred and folded by the exporter
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def _export(module, args, inputs: list[str], out, opset: int, output: str = "actions"):
     if opset < 17:
         raise ValueError(f"opset {opset}: need >= 17 (LayerNormalization)")
@@ -109,31 +166,46 @@ def checkpoint_hash(checkpoint: str | Path, opset: int = OPSET) -> str:
     return h.hexdigest()[:12]
 
 
-def cache_paths(checkpoint: str | Path, model: ACT, opset: int = OPSET) -> dict[str, Path]:
-    """Where the ONNX graphs of `checkpoint` are cached: {half: <dir>/<stem>.<hash>.<half>.onnx}."""
+def cache_paths(checkpoint: str | Path, model: ACT, opset: int = OPSET,
+                int8: bool = False) -> dict[str, Path]:
+    """Where the ONNX graphs of `checkpoint` are cached: {half: <dir>/<stem>.<hash>.<half>.onnx};
+    with `int8`, "decode" is the quantised <stem>.<hash>.decode-int8.onnx."""
     p = Path(checkpoint)
     key = checkpoint_hash(p, opset)
     names = [f"trunk{i}" for i in trunk_cameras(model)] + ["decode"]
-    return {n: p.with_name(f"{p.stem}.{key}.{n}.onnx") for n in names}
+    paths = {n: p.with_name(f"{p.stem}.{key}.{n}.onnx") for n in names}
+    if int8:
+        paths["decode"] = p.with_name(f"{p.stem}.{key}.decode-int8.onnx")
+    return paths
 
 
-def cached_onnx(model: ACT, checkpoint: str | Path | None, opset: int = OPSET) -> dict[str, str | bytes]:
-    """The ONNX graphs of `model` loaded from `checkpoint` (`export_halves`' dict): the cached
-    files' paths, exporting them first when missing (stale exports of the same stem are removed);
-    the graphs' bytes when there is no checkpoint path or its directory is not writable."""
-    if checkpoint is None:
-        return export_halves(model, None, opset)
-    paths = cache_paths(checkpoint, model, opset)
+def cached_onnx(model: ACT, checkpoint: str | Path | None, opset: int = OPSET,
+                int8: bool = False) -> dict[str, str | bytes]:
+    """The ONNX graphs of `model` loaded from `checkpoint` (`export_halves`' dict; with `int8`,
+    "decode" is `quantize_decode`'s): the cached files' paths, exporting them first when missing
+    (other checkpoints' exports of the same stem are removed); the graphs' bytes when there is no
+    checkpoint path or its directory is not writable."""
+    if checkpoint is None or not os.access(Path(checkpoint).parent, os.W_OK):
+        graphs = export_halves(model, None, opset)
+        if int8:
+            graphs["decode"] = quantize_decode(graphs["decode"])
+        return graphs
+    float_paths = cache_paths(checkpoint, model, opset)
+    paths = cache_paths(checkpoint, model, opset, int8=int8)
     if all(p.is_file() for p in paths.values()):
         return {n: str(p) for n, p in paths.items()}
-    folder = Path(checkpoint).parent
-    if not os.access(folder, os.W_OK):
-        return export_halves(model, None, opset)
-    keep = set(paths.values())
-    for old in folder.glob(f"{Path(checkpoint).stem}.*.onnx"):
-        if old not in keep and len(old.suffixes) >= 2:
+    key, stem = checkpoint_hash(checkpoint, opset), Path(checkpoint).stem
+    ours = re.compile(rf"{re.escape(stem)}\.([0-9a-f]{{12}})\.(trunk\d+|decode|decode-int8)\.onnx")
+    for old in Path(checkpoint).parent.glob(f"{stem}.*.onnx"):
+        # the cache of another checkpoint (or opset) under this name is stale; a user's own
+        # files (e.g. <stem>.onnx) do not match the cache's pattern and are left alone
+        if (m := ours.fullmatch(old.name)) and m.group(1) != key:
             old.unlink(missing_ok=True)
-    return export_halves(model, paths, opset)
+    if not all(p.is_file() for p in float_paths.values()):
+        export_halves(model, float_paths, opset)
+    if int8:
+        quantize_decode(str(float_paths["decode"]), paths["decode"])
+    return {n: str(p) for n, p in paths.items()}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -161,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the whole network as one ONNX file here (default: the runtime's "
                                  "cache of two halves, <stem>.<hash>.<half>.onnx next to the checkpoint)")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, >= 17 (default {OPSET})")
+    p.add_argument("--int8", action="store_true",
+                   help="also write backend onnx_int8's int8 transformer (<stem>.<hash>.decode-int8.onnx)")
     p.add_argument("--check", action="store_true",
                    help="compare ONNX Runtime with eager PyTorch on random inputs (max |diff|, real units)")
     return p
@@ -179,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.out:
             outs = [str(export_onnx(rt.model, Path(a.out), a.opset))]
         else:
-            paths = cache_paths(a.checkpoint, rt.model, a.opset)
-            outs = list(export_halves(rt.model, paths, a.opset).values())
+            outs = list(cached_onnx(rt.model, a.checkpoint, a.opset).values())
+            if a.int8:
+                outs.append(cached_onnx(rt.model, a.checkpoint, a.opset, int8=True)["decode"])
         if a.check:
             diff = parity(a.checkpoint, a.out if a.out else None)
             print(f"act_export: max |onnx - torch| = {diff:.3g} (real units)", file=sys.stderr)
@@ -192,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["OPSET", "cache_paths", "cached_onnx", "checkpoint_hash", "export_halves", "export_onnx", "main"]
+__all__ = ["OPSET", "cache_paths", "cached_onnx", "checkpoint_hash", "export_halves", "export_onnx", "main",
+           "quantize_decode"]
 
 if __name__ == "__main__":
     sys.exit(main())

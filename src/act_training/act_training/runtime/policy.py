@@ -1,6 +1,6 @@
 """The policy runtime: load a checkpoint, predict action chunks in real units.
 
-    runtime = ACTPolicyRuntime.load("policy.pt", device="cpu", backend="torch")  # | "onnx" | "jit"
+    runtime = ACTPolicyRuntime.load("policy.pt", device="cpu", backend="torch")  # | onnx | jit | onnx_int8
     runtime.camera_names, runtime.joint_names, runtime.action_names, runtime.chunk_size,
     runtime.state_dim, runtime.action_dim, runtime.image_size  # (H, W) network input
     runtime.frame_size  # (H, W) camera frames that need no resampling (image_size before the crop)
@@ -79,7 +79,7 @@ class ACTPolicyRuntime:
         self.deployment = deployment or Deployment(
             frame_size=self.frame_size, camera_names=tuple(camera_names), joint_names=tuple(joint_names))
         self._trunk_lock = threading.Lock()
-        self._decode_lock = threading.Lock() if backend == "onnx" else self._trunk_lock
+        self._decode_lock = threading.Lock() if backend.startswith("onnx") else self._trunk_lock
         self.pipeline = Pipeline.from_model(cfg, stats, camera_names=self.camera_names)  # no mirror
 
     @classmethod
