@@ -18,7 +18,7 @@ preset = sys.argv[1] if len(sys.argv) > 1 else "cpu"
 ck = make_checkpoint(Path(f"/tmp/speed_rand_{preset}.pt"), preset)
 t = time.perf_counter()
 rts = {}
-for be in ("torch", "jit", "onnx"):
+for be in ("torch", "jit", "onnx", "onnx_int8"):
     t = time.perf_counter()
     rts[be] = ACTPolicyRuntime.load(ck, backend=be)
     print(be, "load s", round(time.perf_counter() - t, 2), flush=True)
@@ -27,7 +27,7 @@ h, w = rts["torch"].image_size
 ims = {"top": rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)}
 q = rng.normal(0, 0.3, (3, 7)).astype(np.float32)
 ref = rts["torch"].predict_chunk_batch(ims, q)
-for be in ("jit", "onnx"):
+for be in ("jit", "onnx", "onnx_int8"):
     print(be, "max abs diff real units", np.abs(rts[be].predict_chunk_batch(ims, q) - ref).max())
 for r in range(2):
     for be, rt in rts.items():

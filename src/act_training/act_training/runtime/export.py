@@ -19,7 +19,7 @@ halves (runtime.backends): a trunk per camera and the transformer ("decode"):
     B is a dynamic axis.
 
 `decode-int8` is `decode` with its matrix products dynamically quantised (ONNX Runtime's
-`quantize_dynamic`: int8 weights per output channel, uint8 activations quantised per call); the
+`quantize_dynamic`: 7-bit int8 weights per output channel, uint8 activations quantised per call); the
 trunk stays float32 (its convolutions gain nothing from ORT's integer kernels). It is ~2x faster
 on the transformer and NOT within the float backends' 1e-4: its actions differ by a few
 thousandths of a radian (docs/performance.md has the figures and the success rates).
@@ -58,7 +58,7 @@ from act_training.training.checkpoint import CheckpointError
 
 OPSET = 17
 # bump when the exported graphs change (inputs, outputs, what is inside): invalidates caches
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3  # 3: the int8 transformer (7-bit weights)
 
 
 def export_onnx(model: ACT, out: str | Path | io.BytesIO, opset: int = OPSET) -> str | Path | io.BytesIO:
@@ -99,10 +99,13 @@ def quantize_decode(decode: str | bytes, out: str | Path | None = None) -> str |
             src = Path(decode)
         dest = Path(tmp) / "decode-int8.onnx"
         with _quiet_quantizer():
-            # per-channel int8 weights: the smallest error of ORT's dynamic modes on these graphs
-            # (docs/performance.md); Gemm and MatMul are every linear layer and attention product
+            # int8 weights per output channel (the smallest error of ORT's dynamic modes here) in
+            # 7 bits (reduce_range): ORT's uint8 x int8 kernel on CPUs without VNNI (AVX2 only)
+            # sums pairs of products in 16 bits (VPMADDUBSW), which full-range weights can
+            # saturate; 7-bit weights cannot, so the graph computes the same on every x86 CPU.
+            # Gemm and MatMul are every linear layer and attention product.
             quantize_dynamic(src, dest, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                             weight_type=QuantType.QInt8)
+                             reduce_range=True, weight_type=QuantType.QInt8)
         if out is None:
             return dest.read_bytes()
         out = Path(out)
