@@ -143,6 +143,10 @@ def test_act_export_cli(random_ckpt, tmp_path, capsys):
     model = ACTPolicyRuntime.load(random_ckpt).model
     assert captured.out.split() == [str(p) for p in cache_paths(random_ckpt, model).values()]
     assert float(captured.err.split("=")[1].split()[0]) <= TOL
+    # --int8: also the quantised transformer of backend onnx_int8, in the cache the runtime reads
+    assert export_main(["--checkpoint", str(random_ckpt), "--int8"]) == 0
+    int8 = cache_paths(random_ckpt, model, int8=True)["decode"]
+    assert capsys.readouterr().out.split()[-1] == str(int8) and int8.is_file()
 
 
 def test_act_export_bad_checkpoint_one_line_exit_2(tmp_path, capsys):
