@@ -11,6 +11,7 @@ import pytest
 import torch
 from act_training.config import make_config
 from act_training.data.synthetic import write_synthetic_demos
+from act_training.runtime import backends
 from act_training.runtime.export import cache_paths
 from act_training.runtime.export import main as export_main
 from act_training.runtime.policy import ACTPolicyRuntime
@@ -198,3 +199,16 @@ def test_onnx_int8_stays_within_a_few_thousandths_of_torch_and_caches_beside_the
     diff = np.abs(got - want) / ref.stats.action_std  # in action standard deviations
     assert diff.mean() <= 0.02 and diff.max() <= 0.1, (diff.mean(), diff.max())  # here: 0.007, 0.034
     assert diff.max() > TOL  # it is the quantised graph that ran, not the float one
+    assert TOL < rt.network.int8_deviation <= backends.INT8_MAX_DEVIATION  # the check at load
+
+
+def test_onnx_int8_refuses_a_cpu_whose_int8_kernels_deviate(trained_ckpt, tmp_path, monkeypatch):
+    """The load-time check against the float graph: above the limit, a one-line error naming the
+    deviation and the float backend, instead of a policy that is off."""
+    ck = tmp_path / "policy.pt"
+    ck.write_bytes(trained_ckpt.read_bytes())
+    monkeypatch.setattr(backends, "INT8_MAX_DEVIATION", 1e-6)  # any real int8 graph deviates more
+    with pytest.raises(RuntimeError, match=r"backend 'onnx_int8': the int8 transformer deviates from the "
+                                           r"float one by [0-9.e-]+ action std on this CPU \(limit 1e-06\): "
+                                           r"use backend 'onnx'"):
+        ACTPolicyRuntime.load(ck, backend="onnx_int8")

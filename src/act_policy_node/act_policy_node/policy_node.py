@@ -284,7 +284,9 @@ class ACTPolicyNode(LifecycleNode):
                                        threads=threads)
         except Exception as e:  # noqa: BLE001 - CheckpointError, OSError, torch errors: all fatal
             raise NodeConfigError(f"cannot load checkpoint {self.p.checkpoint}: {e}") from None
-        self.get_logger().info(f"configure: policy loaded in {time.monotonic() - t0:.1f} s")
+        int8 = getattr(rt.network, "int8_deviation", None)  # onnx_int8's check against the float graph
+        checked = "" if int8 is None else f"; int8 transformer within {int8:.3g} action std of the float one"
+        self.get_logger().info(f"configure: policy loaded in {time.monotonic() - t0:.1f} s{checked}")
         return rt
 
     def _check_policy(self) -> None:

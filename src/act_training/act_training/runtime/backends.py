@@ -201,6 +201,30 @@ def onnx_session(graph: str | bytes, threads: int, allow_spinning: bool = False)
     return ort.InferenceSession(graph, sess_options=so, providers=["CPUExecutionProvider"])
 
 
+# largest |int8 - float| of the transformer's chunk on check_int8's inputs, in normalised action
+# units, that onnx_int8 accepts; ~0.07-0.09 on every graph measured (docs/performance.md), so
+# only a broken integer kernel on the CPU at hand (saturation, a wrong code path) exceeds it
+INT8_MAX_DEVIATION = 0.5
+
+
+def check_int8(net: OnnxBackend, model: ACT, float_decode: str | bytes) -> float:
+    """onnx_int8's check on the CPU it runs on, at load: the int8 transformer against the float
+    one on example_inputs' frames; returns the largest deviation (normalised action units), or
+    raises RuntimeError (naming it) above INT8_MAX_DEVIATION: a policy would then be off by more
+    than half an action standard deviation, and the float backend is the one to use."""
+    images, qpos = example_inputs(model, batch=4)
+    tokens = torch.cat([net.camera_tokens(i, images[:, i]) for i in range(images.shape[1])], 1)
+    feeds = {"tokens": tokens.numpy(), "qpos": qpos.numpy()}
+    want = onnx_session(float_decode, net.threads).run(["actions"], feeds)[0]
+    got = net.decode(tokens, qpos).numpy()
+    dev = float(abs(got - want).max())
+    if not dev <= INT8_MAX_DEVIATION:  # NaN fails too
+        raise RuntimeError(f"backend 'onnx_int8': the int8 transformer deviates from the float one by "
+                           f"{dev:.3g} action std on this CPU (limit {INT8_MAX_DEVIATION}): "
+                           "use backend 'onnx'")
+    return dev
+
+
 def make_backend(name: str, model: ACT, checkpoint=None, threads: int = 0,
                  device: torch.device | None = None):
     """The backend `name` (one of BACKENDS) for `model`; `checkpoint` locates the ONNX cache."""
@@ -214,9 +238,13 @@ def make_backend(name: str, model: ACT, checkpoint=None, threads: int = 0,
         from act_training.runtime.export import cached_onnx
 
         graphs = cached_onnx(model, checkpoint, int8=name == "onnx_int8")
-        return OnnxBackend(graphs, shared_trunk=len(model.backbones) == 1, threads=threads, name=name)
+        net = OnnxBackend(graphs, shared_trunk=len(model.backbones) == 1, threads=threads, name=name)
+        if name == "onnx_int8":
+            net.int8_deviation = check_int8(net, model, cached_onnx(model, checkpoint)["decode"])
+        return net
     raise ValueError(f"unknown inference backend '{name}': expected one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "DecodeGraph", "InferenceGraph", "JitBackend", "OnnxBackend", "TorchBackend",
-           "TrunkGraph", "example_inputs", "make_backend", "onnx_session", "trunk_cameras", "trunk_of"]
+__all__ = ["BACKENDS", "INT8_MAX_DEVIATION", "DecodeGraph", "InferenceGraph", "JitBackend", "OnnxBackend",
+           "TorchBackend", "TrunkGraph", "check_int8", "example_inputs", "make_backend", "onnx_session",
+           "trunk_cameras", "trunk_of"]
