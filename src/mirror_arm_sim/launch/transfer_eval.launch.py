@@ -4,6 +4,7 @@
         [mode:=chunked|ensemble] [query_period:=1] [n_execute:=0] [image_size:=H,W] \
         [sim:=mujoco|gazebo] [realtime:=false] [trials:=20] [seed:=1000] [mirror:=true|false]
         [variant:=exact] [command_type:=joint_trajectory trajectory_points:=10]
+        [backend:=torch|jit|onnx|onnx_int8]
 
 Executor settings and the camera frame size default to the checkpoint's deployment defaults
 (what `act_evaluate --checkpoint X` uses), so `checkpoint:=X` alone reproduces it seed for seed.
@@ -65,6 +66,9 @@ ARGUMENTS = [
     ("variant", "exact", "cell variant of the MuJoCo bridge (mirror_arm_sim.cell.VARIANTS)", None),
     ("record_commands", "", "write every command the arm received, per episode, here (.npz; empty: do not)",
      None),
+    # the node checks the value against act_training.runtime.backends.BACKENDS (one list)
+    ("backend", "", "the policy node's inference backend (torch, jit, onnx, onnx_int8); "
+                    "empty = its parameter file's", None),
 ]
 
 
@@ -111,7 +115,8 @@ def _nodes(context, *args, **kwargs):
                      "query_period": int(arg("query_period")), "n_execute": int(arg("n_execute")),
                      "command_type": command_type, "trajectory_points": int(arg("trajectory_points")),
                      "use_sim_time": not mujoco,
-                     "mirror": arg("mirror") == "true"}]))
+                     "mirror": arg("mirror") == "true"},
+                    {"backend": arg("backend")} if arg("backend") else {}]))
     eval_args = ["--trials", arg("trials"), "--arm", str(arm), "--seed", arg("seed")]
     if arg("result_json"):
         eval_args += ["--json", arg("result_json")]
