@@ -4,8 +4,9 @@
 
 Arguments: config A|B|C (bench_lerobot's), variants (comma-separated, '+' combines), rounds, then
 optionally bf16 autocast. Variants: base (the current model), fullvae (the CVAE encoder's last
-layer computes every token, as before), fused (AdamW fused=True), cl (channels_last trunk; now the
-model's default, so 'cl' only re-applies it).
+layer computes every token, as before), fullsa (the first decoder layer's self-attention projects
+its zero queries as before, instead of DecoderLayer's shortcut), fused (AdamW fused=True), cl
+(channels_last trunk; now the model's default, so 'cl' only re-applies it).
 """
 
 import os
@@ -32,6 +33,10 @@ def build(v: str, mc, batch: dict, amp: str):
     if "fullvae" in v:
         full = m.vae_encoder.forward
         m.vae_encoder.forward = lambda x, pos, mask=None, first_only=False: full(x, pos, mask, False)
+    if "fullsa" in v:
+        layer0 = m.decoder.layers[0]
+        full_layer = layer0.forward
+        layer0.forward = lambda x, qp, mem, mem_pos, x_is_zero=False: full_layer(x, qp, mem, mem_pos, False)
     dtype = torch.bfloat16 if amp == "bf16" else None
 
     def step():

@@ -1,11 +1,14 @@
-"""act_training: ACT shapes, every decoder layer counts, padding ignored, tiny overfit."""
+"""act_training: ACT shapes, every decoder layer counts, the first decoder layer's shortcut for its
+zero queries is multi-head attention, padding ignored, tiny overfit."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from act_training.config import get_preset
 from act_training.model.act import ACT, act_loss
 
@@ -58,6 +61,59 @@ def test_every_decoder_layer_feeds_the_output():
             w += 0.5 * torch.randn_like(w)
             assert (m(im, q)[0] - base).abs().max() > 1e-3, f"decoder layer {i} has no effect"
             w.copy_(saved)
+
+
+def reference_self_attention(layer, x, query_pos):
+    """nn.MultiheadAttention's computation of `layer.self_attn` on x, written out, with its dropout
+    on the attention weights (B, heads, L, L): the definition the shortcut must equal."""
+    mha = layer.self_attn
+    B, L, d = x.shape
+    heads, dh = mha.num_heads, d // mha.num_heads
+    h = layer.norm1(x) if layer.pre_norm else x
+    w, b = mha.in_proj_weight, mha.in_proj_bias
+
+    def split(t):
+        return t.view(B, L, heads, dh).transpose(1, 2)
+    q = split(F.linear(h + query_pos, w[:d], b[:d]))
+    k = split(F.linear(h + query_pos, w[d:2 * d], b[d:2 * d]))
+    v = split(F.linear(h, w[2 * d:], b[2 * d:]))
+    attn = F.dropout(torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dh), -1), mha.dropout, mha.training)
+    return mha.out_proj((attn @ v).transpose(1, 2).reshape(B, L, d))
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_the_first_decoder_layer_shortcut_is_self_attention_of_its_zero_queries(pre_norm):
+    """ACT's decoder input is zero, so its first self-attention is computed without projecting
+    B x chunk tokens (DecoderLayer._self_attention_of_zeros): in eval it equals nn.MultiheadAttention
+    on the zeros, and in training, with the same dropout mask, the written-out attention."""
+    torch.manual_seed(0)
+    m = ACT(tiny_cfg(dropout=0.3, pre_norm=pre_norm, chunk_size=12))
+    layer, d = m.decoder.layers[0], m.cfg.hidden_dim
+    with torch.no_grad():  # at init every bias is 0 and v0 = 0: nothing to compare; make them count
+        for name, p in layer.named_parameters():
+            if "bias" in name or "norm" in name:
+                p.add_(torch.randn_like(p))
+    x, query_pos = torch.zeros(5, 12, d), torch.randn(1, 12, d)
+    m.eval()
+    with torch.no_grad():
+        h = layer.norm1(x) if pre_norm else x
+        want = layer.self_attn(h + query_pos, h + query_pos, h, need_weights=False)[0]
+        got = layer._self_attention_of_zeros(5, query_pos)
+    assert got.shape == (5, 12, d) and want.abs().max() > 0.1
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    m.train()
+    torch.manual_seed(3)
+    got = layer._self_attention_of_zeros(5, query_pos)
+    torch.manual_seed(3)
+    want = reference_self_attention(layer, x, query_pos)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert (got[0] - got[1]).abs().max() > 1e-3  # each sample has its own dropout mask
+    # and the whole decoder: the shortcut path and the full path agree in eval
+    memory, memory_pos = torch.randn(5, 7, d), torch.randn(1, 7, d)
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m.decoder(x, query_pos, memory, memory_pos, x_is_zero=True),
+                                   m.decoder(x, query_pos, memory, memory_pos), atol=1e-5, rtol=1e-5)
 
 
 def test_padded_steps_do_not_affect_the_loss():

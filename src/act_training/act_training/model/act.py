@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
@@ -151,12 +152,16 @@ class DecoderLayer(nn.Module):
         self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
         self.pre_norm = pre_norm
 
-    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor) -> Tensor:
+    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor,
+                x_is_zero: bool = False) -> Tensor:
         """x (B, chunk, d) queries, query_pos (1, chunk, d), memory (B, L, d) and memory_pos (1, L, d)
-        -> (B, chunk, d)."""
-        h = self.norm1(x) if self.pre_norm else x
-        qk = h + query_pos
-        x = x + self.drop1(self.self_attn(qk, qk, h, need_weights=False)[0])
+        -> (B, chunk, d). x_is_zero: x is all zeros (the first layer's input, see ACT.decode)."""
+        if x_is_zero:
+            x = x + self.drop1(self._self_attention_of_zeros(x.shape[0], query_pos))
+        else:
+            h = self.norm1(x) if self.pre_norm else x
+            qk = h + query_pos
+            x = x + self.drop1(self.self_attn(qk, qk, h, need_weights=False)[0])
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
@@ -167,6 +172,32 @@ class DecoderLayer(nn.Module):
         h = self.norm3(x) if self.pre_norm else x
         x = x + self.drop3(self.ff(h))
         return x if self.pre_norm else self.norm3(x)
+
+    def _self_attention_of_zeros(self, batch: int, query_pos: Tensor) -> Tensor:
+        """self_attn's output for x = 0, (batch, chunk, d), without the work that x = 0 makes moot.
+
+        Every token's input is the same vector h0 (0, or norm1(0) when pre-norm), so every value
+        row is v0 = W_v h0 + b_v and the queries and keys (h0 + query_pos) are the same for every
+        sample. So the attention weights A are computed once, not per sample. A head's output
+        is then (sum_j A'_ij) v0, where A' is A after the attention dropout (1 without dropout).
+        The output projection folds into one vector per head: u_h = W_o[:, h] v0[h]. This is the
+        same function as self_attn(...) (and draws the same dropout mask), with no projection of
+        B x chunk tokens: -6 % of a cpu-preset training step (docs/performance.md)."""
+        mha = self.self_attn
+        d, heads = mha.embed_dim, mha.num_heads
+        dh, chunk = d // heads, query_pos.shape[1]
+        h0 = query_pos.new_zeros(1, 1, d)
+        if self.pre_norm:
+            h0 = self.norm1(h0)
+        w, b = mha.in_proj_weight, mha.in_proj_bias
+        qk = h0 + query_pos                                                   # (1, chunk, d)
+        q = F.linear(qk, w[:d], b[:d]).view(chunk, heads, dh).transpose(0, 1)  # (heads, chunk, dh)
+        k = F.linear(qk, w[d:2 * d], b[d:2 * d]).view(chunk, heads, dh).transpose(0, 1)
+        v0 = F.linear(h0[0, 0], w[2 * d:], b[2 * d:])                          # (d,)
+        attn = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(dh), dim=-1)   # (heads, chunk, chunk)
+        attn = F.dropout(attn.expand(batch, heads, chunk, chunk), mha.dropout, mha.training)
+        u = (mha.out_proj.weight.view(d, heads, dh) * v0.view(1, heads, dh)).sum(-1).T  # (heads, d)
+        return attn.sum(-1).transpose(1, 2) @ u + mha.out_proj.bias          # (batch, chunk, d)
 
 
 class Encoder(nn.Module):
@@ -195,11 +226,13 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(d, heads, ff, dropout, pre_norm) for _ in range(n))
         self.norm = nn.LayerNorm(d)
 
-    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor) -> Tensor:
+    def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor,
+                x_is_zero: bool = False) -> Tensor:
         """x (B, chunk, d), query_pos (1, chunk, d), memory (B, L, d), memory_pos (1, L, d)
-        -> (B, chunk, d), after the final LayerNorm."""
-        for layer in self.layers:
-            x = layer(x, query_pos, memory, memory_pos)
+        -> (B, chunk, d), after the final LayerNorm. x_is_zero: x is all zeros (ACT's queries), so
+        the first layer's self-attention takes DecoderLayer's shortcut."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, query_pos, memory, memory_pos, x_is_zero=x_is_zero and i == 0)
         return self.norm(x)
 
 
@@ -318,7 +351,7 @@ class ACT(nn.Module):
         memory = self.encoder(tokens, pos)
         query_pos = self.query_pos.weight[None]
         tgt = memory.new_zeros(B, self.cfg.chunk_size, self.cfg.hidden_dim)
-        h = self.decoder(tgt, query_pos.to(memory.dtype), memory, pos)
+        h = self.decoder(tgt, query_pos.to(memory.dtype), memory, pos, x_is_zero=True)
         return self.action_head(h)
 
     # -------------------------------------------------------------- forward
