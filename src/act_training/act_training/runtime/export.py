@@ -58,7 +58,7 @@ from act_training.training.checkpoint import CheckpointError
 
 OPSET = 17
 # bump when the exported graphs change (inputs, outputs, what is inside): invalidates caches
-EXPORT_VERSION = 3  # 3: the int8 transformer (7-bit weights)
+EXPORT_VERSION = 4  # 3: the int8 transformer (7-bit weights); 4: the zero-query self-attention shortcut
 
 
 def export_onnx(model: ACT, out: str | Path | io.BytesIO, opset: int = OPSET) -> str | Path | io.BytesIO:
