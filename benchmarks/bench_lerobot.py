@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from common import ROOT, area_main, log, metric  # noqa: E402
 
 # config -> (train rounds, train steps per round, inference rounds, calls per round)
-FULL = {"B": (3, 2, 3, 20), "A": (2, 1, 3, 10), "C": (2, 1, 2, 5)}
+FULL = {"B": (3, 2, 3, 20), "A": (3, 1, 3, 10), "C": (3, 1, 2, 5)}
 QUICK = {"B": (1, 1, 1, 3)}
 
 
