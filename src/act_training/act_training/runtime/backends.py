@@ -238,9 +238,10 @@ def make_backend(name: str, model: ACT, checkpoint=None, threads: int = 0,
         from act_training.runtime.export import cached_onnx
 
         graphs = cached_onnx(model, checkpoint, int8=name == "onnx_int8")
+        float_decode = graphs.pop("decode-float", None)  # onnx_int8: what its graph came from
         net = OnnxBackend(graphs, shared_trunk=len(model.backbones) == 1, threads=threads, name=name)
         if name == "onnx_int8":
-            net.int8_deviation = check_int8(net, model, cached_onnx(model, checkpoint)["decode"])
+            net.int8_deviation = check_int8(net, model, float_decode)
         return net
     raise ValueError(f"unknown inference backend '{name}': expected one of {', '.join(BACKENDS)}")
 

@@ -185,18 +185,21 @@ def cache_paths(checkpoint: str | Path, model: ACT, opset: int = OPSET,
 def cached_onnx(model: ACT, checkpoint: str | Path | None, opset: int = OPSET,
                 int8: bool = False) -> dict[str, str | bytes]:
     """The ONNX graphs of `model` loaded from `checkpoint` (`export_halves`' dict; with `int8`,
-    "decode" is `quantize_decode`'s): the cached files' paths, exporting them first when missing
-    (other checkpoints' exports of the same stem are removed); the graphs' bytes when there is no
+    "decode" is `quantize_decode`'s and "decode-float" the float graph it came from, for
+    backends.check_int8): the cached files' paths, exporting them first when missing (other
+    checkpoints' exports of the same stem are removed); the graphs' bytes when there is no
     checkpoint path or its directory is not writable."""
     if checkpoint is None or not os.access(Path(checkpoint).parent, os.W_OK):
         graphs = export_halves(model, None, opset)
         if int8:
+            graphs["decode-float"] = graphs["decode"]
             graphs["decode"] = quantize_decode(graphs["decode"])
         return graphs
     float_paths = cache_paths(checkpoint, model, opset)
     paths = cache_paths(checkpoint, model, opset, int8=int8)
-    if all(p.is_file() for p in paths.values()):
-        return {n: str(p) for n, p in paths.items()}
+    extra = {"decode-float": str(float_paths["decode"])} if int8 else {}
+    if all(p.is_file() for p in [*paths.values(), *float_paths.values()]):
+        return {**{n: str(p) for n, p in paths.items()}, **extra}
     key, stem = checkpoint_hash(checkpoint, opset), Path(checkpoint).stem
     ours = re.compile(rf"{re.escape(stem)}\.([0-9a-f]{{12}})\.(trunk\d+|decode|decode-int8)\.onnx")
     for old in Path(checkpoint).parent.glob(f"{stem}.*.onnx"):
@@ -206,9 +209,9 @@ def cached_onnx(model: ACT, checkpoint: str | Path | None, opset: int = OPSET,
             old.unlink(missing_ok=True)
     if not all(p.is_file() for p in float_paths.values()):
         export_halves(model, float_paths, opset)
-    if int8:
+    if int8 and not paths["decode"].is_file():
         quantize_decode(str(float_paths["decode"]), paths["decode"])
-    return {n: str(p) for n, p in paths.items()}
+    return {**{n: str(p) for n, p in paths.items()}, **extra}
 
 
 # ----------------------------------------------------------------------------- CLI
