@@ -182,7 +182,7 @@ class DecoderLayer(nn.Module):
         is then (sum_j A'_ij) v0, where A' is A after the attention dropout (1 without dropout).
         The output projection folds into one vector per head: u_h = W_o[:, h] v0[h]. This is the
         same function as self_attn(...) (and draws the same dropout mask), with no projection of
-        B x chunk tokens: -6 % of a cpu-preset training step (docs/performance.md)."""
+        B x chunk tokens: 4-11 % of a cpu-preset fp32 training step (docs/performance.md)."""
         mha = self.self_attn
         d, heads = mha.embed_dim, mha.num_heads
         dh, chunk = d // heads, query_pos.shape[1]
