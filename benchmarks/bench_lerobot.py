@@ -13,6 +13,11 @@ with the project's `predict_chunk` (uint8 image in, real units out, pipeline inc
 torch, onnx and onnx_int8 backends (onnx_int8: the transformer in int8, not within 1e-4 of torch;
 the worker reports its largest deviation from onnx on the timed observation).
 Ratios are LeRobot time / project time (> 1: the project is faster).
+
+The project's trainer keeps freed memory in its process (train.keep_freed_memory,
+act_training.training.host_memory); LeRobot's does not. So that the ratio is not read as the
+model's alone, a third worker runs LeRobot with the same glibc setting (GLIBC_TUNABLES), and its
+fp32 step and ratio are reported beside the shipped one.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from common import ROOT, area_main, log, metric  # noqa: E402
 # config -> (train rounds, train steps per round, inference rounds, calls per round)
 FULL = {"B": (3, 2, 3, 20), "A": (3, 1, 3, 10), "C": (3, 1, 2, 5)}
 QUICK = {"B": (1, 1, 1, 3)}
+# what training.host_memory.keep_freed_memory() sets in-process, as glibc tunables for LeRobot's
+KEEP_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 
 
 def lerobot_python() -> str:
@@ -50,8 +57,8 @@ def lerobot_importable(py: str) -> str | None:
 
 
 class Worker:
-    def __init__(self, py: str, side: str, cfg: str):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2"}
+    def __init__(self, py: str, side: str, cfg: str, env_extra: dict | None = None):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", **(env_extra or {})}
         self.side = side
         self.proc = subprocess.Popen([py, str(HERE / "peer_worker.py"), "--side", side, "--config", cfg],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -76,9 +83,10 @@ class Worker:
 def run_config(py: str, cfg: str, spec) -> tuple[list, dict]:
     rounds, steps, irounds, calls = spec
     lr, pr = Worker(py, "lerobot", cfg), Worker(sys.executable, "project", cfg)
+    lk = Worker(py, "lerobot", cfg, {"GLIBC_TUNABLES": KEEP_FREED_MEMORY})
     try:
-        train_sides = {"lerobot fp32": (lr, "off"), "project fp32": (pr, "off"),
-                       "project default": (pr, "auto")}
+        train_sides = {"lerobot fp32": (lr, "off"), "lerobot fp32, freed memory kept": (lk, "off"),
+                       "project fp32": (pr, "off"), "project default": (pr, "auto")}
         t = {k: {"wall_s": [], "cpu_s": []} for k in train_sides}
         amp_default = None
         for w, amp in train_sides.values():  # warm-up (first step allocates, oneDNN picks kernels)
@@ -99,8 +107,8 @@ def run_config(py: str, cfg: str, spec) -> tuple[list, dict]:
             for k, (w, be) in inf_sides.items():
                 inf[k] += w.ask(op="infer", n=calls, backend=be)["wall_s"]
     finally:
-        lr.close()
-        pr.close()
+        for w in (lr, lk, pr):
+            w.close()
     med = {k: float(np.median(v["wall_s"])) for k, v in t.items()}
     imed = {k: float(np.median(v)) for k, v in inf.items()}
     note = f"{pr.info['params'] / 1e6:.1f}M params project, {lr.info['params'] / 1e6:.1f}M LeRobot"
@@ -108,6 +116,9 @@ def run_config(py: str, cfg: str, spec) -> tuple[list, dict]:
          for k, v in t.items()]
     m += [metric(f"config {cfg}: train step ratio LeRobot/project, fp32 both", "x",
                  value=med["lerobot fp32"] / med["project fp32"], better="higher"),
+          metric(f"config {cfg}: train step ratio LeRobot with freed memory kept/project, fp32 both", "x",
+                 value=med["lerobot fp32, freed memory kept"] / med["project fp32"], better="higher",
+                 note="both processes with the project's glibc malloc setting (training.host_memory)"),
           metric(f"config {cfg}: train step ratio LeRobot/project, each side's default", "x",
                  value=med["lerobot fp32"] / med["project default"], better="higher",
                  note=f"project default amp: {amp_default}; LeRobot fp32")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -90,10 +91,13 @@ class ProjectSide:
         from act_training.data.normalize import NormStats
         from act_training.model.act import ACT, act_loss
         from act_training.runtime.policy import ACTPolicyRuntime
+        from act_training.training.host_memory import keep_freed_memory
         from act_training.training.train import make_optimizer, resolve_amp
 
         d, ff, ne, nd, nv, chunk = CONFIGS[cfg_name]
         cfg = get_preset("cpu")
+        # the trainer's process setting (training.host_memory), as `act_train` does
+        self.host_memory = keep_freed_memory() if cfg.train.keep_freed_memory else "off"
         mc = dataclasses.replace(cfg.model, camera_names=("top",), state_dim=DIM, action_dim=DIM,
                                  image_size=HW, crop=None, hidden_dim=d, dim_feedforward=ff,
                                  n_encoder_layers=ne,
@@ -153,7 +157,9 @@ def main() -> int:
     sys.stdout = sys.stderr  # library prints must not corrupt the protocol
     out.write(json.dumps({"ready": True, "params": side.params, "torch": torch.__version__,
                           "threads": torch.get_num_threads(),
-                          "int8_max_abs_diff": getattr(side, "int8_max_abs_diff", None)}) + "\n")
+                          "int8_max_abs_diff": getattr(side, "int8_max_abs_diff", None),
+                          "host_memory": getattr(side, "host_memory", None),
+                          "glibc_tunables": os.environ.get("GLIBC_TUNABLES")}) + "\n")
     out.flush()
     for line in sys.stdin:
         req = json.loads(line)

@@ -26,6 +26,7 @@ from act_training.data.dataset import make_datasets
 from act_training.data.synthetic import write_synthetic_demos
 from act_training.model.act import ACT, act_loss, count_parameters
 from act_training.runtime.pipeline import Pipeline
+from act_training.training.host_memory import keep_freed_memory
 from act_training.training.train import make_optimizer, resolve_amp
 
 
@@ -46,6 +47,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
     tmp = tempfile.mkdtemp(prefix="act_bench_")
     path = data or str(write_synthetic_demos(Path(tmp) / "d.hdf5", num_demos=6, T=120, hw=(96, 96)))
     cfg = make_config(preset, [f"data.path={path}", *overrides])
+    host_memory = keep_freed_memory() if cfg.train.keep_freed_memory else "off"  # as the trainer
     tr, _ = make_datasets(cfg.data, cfg.model.chunk_size)
     info = tr.info
     mc = replace(cfg.model, camera_names=tuple(tr.cameras), state_dim=info.state_dim,
@@ -92,7 +94,8 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
         "cameras": list(mc.camera_names), "step_s": round(t_step, 3), "step_cpu_s": round(cpu_step, 3),
         "samples_per_s": round(B / t_step, 1),
         "data_batch_s": round(t_data, 4), "data_share_if_serial": round(t_data / (t_data + t_step), 3),
-        "infer_batch1_ms": round(1000 * t_inf, 1), "loadavg": os.getloadavg()[0],
+        "infer_batch1_ms": round(1000 * t_inf, 1), "keep_freed_memory": host_memory,
+        "loadavg": os.getloadavg()[0],
     }
 
 

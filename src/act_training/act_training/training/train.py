@@ -50,6 +50,7 @@ from act_training.training.checkpoint import (
     make_payload,
     save_checkpoint,
 )
+from act_training.training.host_memory import keep_freed_memory
 
 CSV_COLUMNS = ["step", "split", "loss", "l1", "kl", "l1_prior", "lr", "grad_norm", "samples_per_s",
                "step_time_s", "data_wait_frac", "wall_time_s"]
@@ -493,7 +494,7 @@ def _make_loader(run: _Run, sampler: ResumableSampler, step: int) -> DataLoader:
     )
 
 
-def _write_config_and_announce(run: _Run, state: _TrainState, amp_dtype) -> None:
+def _write_config_and_announce(run: _Run, state: _TrainState, amp_dtype, host_memory: str) -> None:
     """Rank 0: create <out>, write config.json and print the one-line run summary."""
     mc = run.cfg.model
     run.out.mkdir(parents=True, exist_ok=True)
@@ -502,7 +503,8 @@ def _write_config_and_announce(run: _Run, state: _TrainState, amp_dtype) -> None
     print(f"[act_train] {count_parameters(state.model) / 1e6:.1f}M params | train {len(train_ds)} samples "
           f"({len(train_ds.episodes)} episodes), val {len(val_ds) if val_ds else 0} | cameras "
           f"{list(mc.camera_names)} {mc.image_size} | world {run.world} | device {run.device} | "
-          f"amp {amp_dtype} | threads {torch.get_num_threads()} | start step {state.step}", file=sys.stderr)
+          f"amp {amp_dtype} | threads {torch.get_num_threads()} | keep freed memory {host_memory} | "
+          f"start step {state.step}", file=sys.stderr)
 
 
 def _save(path: Path, run: _Run, state: _TrainState, deployment: Deployment, with_state: bool) -> None:
@@ -683,6 +685,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
     """One process's run, stage by stage; the order of the stages fixes the RNG stream."""
     tc = cfg.train
     torch.set_num_threads(tc.threads or max(1, (os.cpu_count() or 1) // world))
+    host_memory = keep_freed_memory() if tc.keep_freed_memory else "off"
     out = Path(tc.out_dir)
     last_path = out / "checkpoints" / "last.pt"
 
@@ -704,7 +707,7 @@ def _train(cfg: Config, resume: bool, world: int, rank: int, device: torch.devic
     loader = _make_loader(run, state.sampler, state.step)
 
     if run.is_main:
-        _write_config_and_announce(run, state, amp_dtype)
+        _write_config_and_announce(run, state, amp_dtype, host_memory)
     metrics = MetricsLog(out, state.step, run.is_main)
     # run it by default on frames like the training data's (executor defaults: Deployment's)
     info = train_ds.info
