@@ -26,6 +26,7 @@ from act_training.data.dataset import make_datasets
 from act_training.data.synthetic import write_synthetic_demos
 from act_training.model.act import ACT, act_loss, count_parameters
 from act_training.runtime.pipeline import Pipeline
+from act_training.training.amx_conv_guard import guard_amx_convs
 from act_training.training.host_memory import keep_freed_memory
 from act_training.training.train import make_optimizer, resolve_amp
 
@@ -53,6 +54,8 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
     mc = replace(cfg.model, camera_names=tuple(tr.cameras), state_dim=info.state_dim,
                  action_dim=info.action_dim, image_size=cfg.model.image_size or info.image_shape)
     model = ACT(mc)
+    dtype = resolve_amp(amp, torch.device("cpu"))  # auto: bf16 where the CPU has it, as the trainer
+    fp32_convs = guard_amx_convs(model, dtype, torch.device("cpu"))  # as the trainer
     opt = make_optimizer(model, cfg.train)  # the trainer's optimizer
     B = cfg.train.batch_size
     rng = np.random.default_rng(0)
@@ -63,7 +66,6 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
 
     t_data = _median_time(load_batch, 5)
     batch = load_batch()
-    dtype = resolve_amp(amp, torch.device("cpu"))  # auto: bf16 where the CPU has it, as the trainer
 
     def step():
         im = Pipeline.from_model(mc).network_images(batch["images"])
@@ -95,6 +97,7 @@ def bench_preset(preset: str, steps: int, amp: str, data: str | None, overrides:
         "samples_per_s": round(B / t_step, 1),
         "data_batch_s": round(t_data, 4), "data_share_if_serial": round(t_data / (t_data + t_step), 3),
         "infer_batch1_ms": round(1000 * t_inf, 1), "keep_freed_memory": host_memory,
+        "fp32_convs_on_amx": fp32_convs,
         "loadavg": os.getloadavg()[0],
     }
 

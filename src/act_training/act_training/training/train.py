@@ -29,7 +29,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from act_training.data.normalize import NormStats
 from act_training.model.act import ACT, act_loss, count_parameters
 from act_training.runtime.deployment import Deployment
 from act_training.runtime.pipeline import Pipeline
+from act_training.training.amx_conv_guard import guard_amx_convs
 from act_training.training.checkpoint import (
     CheckpointError,
     check_compatible,
@@ -384,6 +385,7 @@ class _TrainState:
     step: int = 0
     epoch: int = 0
     batches_in_epoch: int = 0
+    fp32_convs: list[str] = field(default_factory=list)  # trunk convs kept out of AMX bf16
 
 
 def _checkpoint_to_resume(last_path: Path, resume: bool, train_ds: ACTDataset, is_main: bool) -> dict | None:
@@ -448,11 +450,14 @@ def _build_state(run: _Run) -> _TrainState:
     """A fresh model (initialised from the torch RNG), optimizer, EMA, LR schedule and sampler."""
     tc = run.cfg.train
     model = ACT(run.cfg.model).to(run.device)
+    # before the EMA copy, so that validation runs the same kernels (training/amx_conv_guard.py)
+    fp32_convs = guard_amx_convs(model, resolve_amp(tc.amp, run.device), run.device)
     opt = make_optimizer(model, tc)
     ema = WeightEMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     sampler = ResumableSampler(run.train_ds, num_replicas=run.world, rank=run.rank, seed=tc.seed)
-    return _TrainState(model=model, ddp_model=model, opt=opt, sched=sched, ema=ema, sampler=sampler)
+    return _TrainState(model=model, ddp_model=model, opt=opt, sched=sched, ema=ema, sampler=sampler,
+                       fp32_convs=fp32_convs)
 
 
 def _restore(state: _TrainState, run: _Run, init: dict | None, ckpt: dict | None) -> None:
@@ -505,6 +510,10 @@ def _write_config_and_announce(run: _Run, state: _TrainState, amp_dtype, host_me
           f"{list(mc.camera_names)} {mc.image_size} | world {run.world} | device {run.device} | "
           f"amp {amp_dtype} | threads {torch.get_num_threads()} | keep freed memory {host_memory} | "
           f"start step {state.step}", file=sys.stderr)
+    if state.fp32_convs:
+        print(f"[act_train] bf16 on AMX: {len(state.fp32_convs)} trunk convolutions with a 1 px wide "
+              f"output run in fp32 (oneDNN's AMX kernel gets them wrong; training/amx_conv_guard.py): "
+              f"{', '.join(state.fp32_convs)}", file=sys.stderr)
 
 
 def _save(path: Path, run: _Run, state: _TrainState, deployment: Deployment, with_state: bool) -> None:
