@@ -96,6 +96,10 @@ class NodeParams:
                                "the MuJoCo bridge in lockstep mode.")
     autostart: bool = _p(False, "Configure and activate at start-up (simulation, plain processes). false: "
                                 "wait for the lifecycle transitions (ros2 lifecycle set / a launch file).")
+    autoconfigure: bool = _p(False, "Configure at start-up and stay inactive until activated (physical "
+                                    "arms: policy_node.launch.py sets it). Unlike a launch file's configure "
+                                    "event, no change_state service call whose request can be lost while "
+                                    "DDS discovery is incomplete. Implied by autostart.")
     enabled_on_start: bool = _p(True, "Commands enabled on activation. false: also wait for ~/enable "
                                       "(std_srvs/SetBool) once active.")
     stale_timeout: float = _p(0.25, "An input older than this (s, wall clock since receipt; also a frozen "

@@ -10,7 +10,8 @@ Lifecycle (the ROS 2 convention for hardware-facing nodes; `ros2 lifecycle set/g
   inactive --cleanup--> unconfigured, and shutdown from any state: release the policy and every
                  interface.
 `autostart: true` (the simulator's parameter files) makes the node configure and activate itself;
-policy_node.launch.py (physical arms) configures it and leaves activation to the operator.
+`autoconfigure: true` (set by policy_node.launch.py, physical arms) configures it and leaves
+activation to the operator.
 
 Thin ROS glue: the parameters are `params.NodeParams`, safety logic is `safety`, the inference
 worker `engine`; decoding, joint picking, the mirror / crop / resize pipeline and the executors are
@@ -962,7 +963,8 @@ def _pin_compute_threads(n: int) -> int:
 
 
 def main(args=None) -> int:
-    """Console script: run the node; `autostart` configures and activates it at once."""
+    """Console script: run the node; `autostart` configures and activates it at once,
+    `autoconfigure` configures it (inactive until the operator activates it)."""
     # `kill -USR1 <pid>` prints every thread's Python stack to stderr: to see where a node that
     # looks stuck (configure, inference) is, without stopping it
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -972,10 +974,11 @@ def main(args=None) -> int:
     code = 0
     try:
         node = ACTPolicyNode()
-        if node.p.autostart:
+        if node.p.autostart or node.p.autoconfigure:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 raise NodeConfigError(getattr(node, "config_error", "configure failed"))
-            node.trigger_activate()
+            if node.p.autostart:
+                node.trigger_activate()
         n = int(node.p.executor_threads)
         executor = MultiThreadedExecutor(num_threads=n) if n > 1 else SingleThreadedExecutor()
         executor.add_node(node)

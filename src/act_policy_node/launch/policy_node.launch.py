@@ -5,21 +5,23 @@
         joint_states_topic:=/joint_states [namespace:=right] [use_sim_time:=false]
 
 Parameters come from `params_file` (default: the package's config/physical_pair.yaml, an
-example to copy and adapt); `checkpoint` and `use_sim_time` are set here. The node is a
-lifecycle node: this launch file CONFIGURES it (checkpoint loaded, topics up, no command) and
-leaves activation to the operator:
+example to copy and adapt); `checkpoint`, `use_sim_time` and `autoconfigure` are set here. The
+node is a lifecycle node: this launch file has it CONFIGURE itself at start-up (checkpoint loaded,
+topics up, no command) and leaves activation to the operator:
 
     ros2 lifecycle set /act_policy_node activate      # the policy drives the arm
     ros2 lifecycle set /act_policy_node deactivate    # stop: the controller holds the last target
+
+The node configures itself (`autoconfigure`) rather than this file emitting a configure
+ChangeState event: that event is one change_state service request, and a request sent before the
+node's service has discovered the launch process's client is dropped; the node then stayed
+unconfigured, with no configure call, for the 300 s a test waited (seen in CI).
 """
 
-from launch.actions import DeclareLaunchArgument, EmitEvent
-from launch.events import matches_action
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
-from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
-from lifecycle_msgs.msg import Transition
 
 from launch import LaunchDescription
 
@@ -30,12 +32,10 @@ def generate_launch_description():
         namespace=LaunchConfiguration("namespace"), output="screen",
         parameters=[LaunchConfiguration("params_file"),
                     {"checkpoint": LaunchConfiguration("checkpoint"),
-                     "use_sim_time": LaunchConfiguration("use_sim_time")}],
+                     "use_sim_time": LaunchConfiguration("use_sim_time"), "autoconfigure": True}],
         remappings=[("commands", LaunchConfiguration("command_topic")),
                     ("joint_states", LaunchConfiguration("joint_states_topic"))],
     )
-    configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                            transition_id=Transition.TRANSITION_CONFIGURE))
     return LaunchDescription([
         DeclareLaunchArgument("checkpoint", description="policy checkpoint (.pt) written by act_train"),
         DeclareLaunchArgument(
@@ -50,5 +50,4 @@ def generate_launch_description():
                               description="the arms' sensor_msgs/JointState"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
         node,
-        configure,
     ])
