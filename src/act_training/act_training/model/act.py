@@ -32,6 +32,7 @@ import torchvision
 from torch import Tensor, nn
 
 from act_training.config import ModelConfig
+from act_training.model.dropout import Dropout16
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -116,9 +117,9 @@ class EncoderLayer(nn.Module):
     def __init__(self, d: int, heads: int, ff: int, dropout: float, pre_norm: bool):
         super().__init__()
         self.attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
-        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d))
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), Dropout16(dropout), nn.Linear(ff, d))
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.drop1, self.drop2 = Dropout16(dropout), Dropout16(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: Tensor, pos: Tensor, key_padding_mask: Tensor | None = None,
@@ -147,9 +148,9 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
-        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d))
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), Dropout16(dropout), nn.Linear(ff, d))
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
-        self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+        self.drop1, self.drop2, self.drop3 = Dropout16(dropout), Dropout16(dropout), Dropout16(dropout)
         self.pre_norm = pre_norm
 
     def forward(self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor,
